@@ -1,0 +1,52 @@
+/**
+ * The one registry of Parley's error codes. Every error Parley answers with has a code here,
+ * an HTTP status and whether a client may retry it. `docs/errors.md` is kept equal to this
+ * table by a test (`src/errors/codes.test.ts`).
+ *
+ * Texts that Ollama itself sends (reference: ../shared/reference/ollama-api.md §3) are reproduced
+ * byte for byte where a stock client could notice, e.g. the 503 queue-full text with two spaces.
+ */
+export interface ErrorCodeSpec {
+  /** HTTP status the error is answered with before the first byte of a response. */
+  readonly status: number;
+  /** True when the same request may succeed later unchanged. */
+  readonly retryable: boolean;
+  /** One-line meaning, for docs/errors.md. */
+  readonly description: string;
+}
+
+export const ERROR_CODES = {
+  // request shape (Ollama §3)
+  PARLEY_ERR_REQUEST_BODY_MISSING: { status: 400, retryable: false, description: 'The request body is empty (Ollama: "missing request body").' },
+  PARLEY_ERR_REQUEST_BODY_INVALID_JSON: { status: 400, retryable: false, description: 'The body is not valid JSON; the text follows Go encoding/json.' },
+  PARLEY_ERR_REQUEST_FIELD_TYPE: { status: 400, retryable: false, description: 'A known field has the wrong JSON type; the text follows Go encoding/json.' },
+  PARLEY_ERR_REQUEST_INVALID: { status: 400, retryable: false, description: 'A field has an invalid value (the message names the field).' },
+  PARLEY_ERR_REQUEST_BODY_TOO_LARGE: { status: 413, retryable: false, description: 'The body exceeds the configured bodyLimitBytes.' },
+  PARLEY_ERR_REQUEST_MODEL_REQUIRED: { status: 400, retryable: false, description: '/api/chat without a model (Ollama: "model is required").' },
+  PARLEY_ERR_REQUEST_NOT_FOUND: { status: 404, retryable: false, description: 'Unknown path (Ollama: plain text "404 page not found").' },
+  PARLEY_ERR_REQUEST_METHOD_NOT_ALLOWED: { status: 405, retryable: false, description: 'Known path, wrong method (Ollama: plain text "405 method not allowed").' },
+  // models
+  PARLEY_ERR_MODEL_NOT_FOUND: { status: 404, retryable: false, description: 'No upstream serves the model (text as Ollama words it for the endpoint).' },
+  // sessions
+  PARLEY_ERR_SESSION_INVALID_ID: { status: 400, retryable: false, description: 'A session id that is not 1-128 characters of [A-Za-z0-9._:-].' },
+  PARLEY_ERR_SESSION_NOT_FOUND: { status: 404, retryable: false, description: 'GET /api/sessions/:id for an id Parley never stored.' },
+  // queue
+  PARLEY_ERR_QUEUE_FULL: { status: 503, retryable: true, description: 'The upstream\'s admission queue holds maxDepth requests (Ollama\'s exact "server busy" text).' },
+  PARLEY_ERR_QUEUE_WAIT_TIMEOUT: { status: 503, retryable: true, description: 'The request waited longer than queue.maxWaitMs for a slot.' },
+  PARLEY_ERR_QUEUE_CANCELLED: { status: 499, retryable: false, description: 'The client went away while queued (Ollama: "request canceled").' },
+  PARLEY_ERR_SHUTTING_DOWN: { status: 503, retryable: true, description: 'Parley is draining for shutdown and takes no new model requests.' },
+  // upstream
+  PARLEY_ERR_UPSTREAM_UNAVAILABLE: { status: 502, retryable: true, description: 'No upstream Ollama could be reached (connection refused, reset, DNS).' },
+  PARLEY_ERR_UPSTREAM_STREAM_BROKEN: { status: 502, retryable: true, description: 'The upstream connection failed after the reply started; sent as a final {"error"} line.' },
+  PARLEY_ERR_UPSTREAM_INCOMPLETE: { status: 502, retryable: true, description: 'The upstream stream ended without done:true.' },
+  PARLEY_ERR_UPSTREAM_TIMEOUT: { status: 504, retryable: true, description: 'The upstream did not answer within upstream.requestTimeoutMs.' },
+  // storage
+  PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read; nothing partial was stored.' },
+  // anything else
+  PARLEY_ERR_INTERNAL: { status: 500, retryable: false, description: 'A bug in Parley; the log line with the same request id has the details.' },
+} as const satisfies Record<string, ErrorCodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Ollama's exact text for a full scheduler queue (two spaces after the period). */
+export const OLLAMA_SERVER_BUSY_TEXT = 'server busy, please try again.  maximum pending requests exceeded';
