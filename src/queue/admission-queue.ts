@@ -1,0 +1,298 @@
+import { OLLAMA_SERVER_BUSY_TEXT } from '../errors/codes.js';
+import { ParleyError } from '../errors/parley-error.js';
+import type { AcquireOptions, AdmissionQueueOptions, Lease, QueueEvent, QueueSnapshot } from './admission-queue-types.js';
+import { WaiterList, WaiterNode } from './waiter-list.js';
+
+export type { AcquireOptions, AdmissionQueueOptions, Lease, PositionUpdate, QueueEvent, QueueEventType, QueueSnapshot } from './admission-queue-types.js';
+
+class Waiter extends WaiterNode {
+  timer: ReturnType<typeof setTimeout> | undefined;
+  detachAbort: (() => void) | undefined;
+  constructor(
+    readonly opts: AcquireOptions,
+    readonly enqueuedAtMs: number,
+    readonly resolve: (lease: Lease) => void,
+    readonly reject: (e: ParleyError) => void,
+  ) {
+    super(opts.onPosition !== undefined);
+  }
+}
+
+/**
+ * Admission queue for one upstream: model-running requests acquire a lease (a slot) before they
+ * call the upstream, and wait in FIFO order when all slots are taken.
+ *
+ * Callbacks (`onPosition`, `onEvent`) run synchronously, after the queue's state is consistent, in
+ * the order the changes happened; a callback that throws is ignored so it cannot break the queue.
+ */
+export class AdmissionQueue {
+  readonly name: string;
+  private slots: number;
+  private readonly maxDepth: number;
+  private readonly maxWaitMs: number;
+  private readonly now: () => number;
+  private readonly onEvent: ((e: QueueEvent) => void) | undefined;
+  private readonly waiters = new WaiterList<Waiter>();
+  private readonly waiterById = new Map<string, Waiter>();
+  private readonly runningById = new Map<string, number>();
+  private activeCount = 0;
+  private paused = false;
+  private closedReason: ParleyError | undefined;
+  private idleResolvers: Array<() => void> = [];
+  private readonly outbox: Array<() => void> = [];
+  private flushing = false;
+
+  /** @throws RangeError when slots, maxDepth or maxWaitMs is out of range. */
+  constructor(opts: AdmissionQueueOptions) {
+    this.name = opts.name;
+    this.slots = checkInt('slots', opts.slots ?? 1, 1);
+    this.maxDepth = checkInt('maxDepth', opts.maxDepth, 0);
+    this.maxWaitMs = checkInt('maxWaitMs', opts.maxWaitMs, 0, MAX_TIMER_MS);
+    this.now = opts.now ?? Date.now;
+    this.onEvent = opts.onEvent;
+  }
+
+  /**
+   * Waits for a slot. Resolves at once when a slot is free and nobody waits.
+   * Rejects (never throws synchronously) with a ParleyError:
+   * PARLEY_ERR_QUEUE_FULL (503, Ollama's "server busy" text) at once when maxDepth requests wait;
+   * PARLEY_ERR_QUEUE_WAIT_TIMEOUT (503) after maxWaitMs; PARLEY_ERR_QUEUE_CANCELLED (499,
+   * "request canceled") when `signal` aborts first; the close() reason after close().
+   */
+  acquire(opts: AcquireOptions): Promise<Lease> {
+    const { requestId, signal } = opts;
+    if (this.closedReason) return this.refuse(requestId, this.closedReason, 'rejected');
+    if (signal?.aborted) return this.refuse(requestId, cancelledError(), 'cancelled');
+    if (this.waiters.size === 0 && this.canGrant()) {
+      const lease = this.grant(requestId, 0, opts.onPosition);
+      this.flush();
+      return Promise.resolve(lease);
+    }
+    if (this.waiters.size >= this.maxDepth) {
+      return this.refuse(requestId, new ParleyError('PARLEY_ERR_QUEUE_FULL', OLLAMA_SERVER_BUSY_TEXT), 'rejected');
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const w = new Waiter(opts, this.now(), resolve, reject);
+      this.emit({ type: 'enqueued', requestId });
+      this.waiters.push(w, this.notifyMoved);
+      this.waiterById.set(requestId, w);
+      if (this.maxWaitMs > 0) {
+        w.timer = setTimeout(() => this.expire(w), this.maxWaitMs);
+        w.timer.unref?.();
+      }
+      if (signal) {
+        const onAbort = (): void => this.cancel(w);
+        signal.addEventListener('abort', onAbort, { once: true });
+        w.detachAbort = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.flush();
+    });
+  }
+
+  /** Requests waiting (not running). */
+  get depth(): number {
+    return this.waiters.size;
+  }
+
+  /** Leases held. */
+  get active(): number {
+    return this.activeCount;
+  }
+
+  /** 1-based position among waiters, 0 if running, undefined if unknown. O(position) for non-subscribers. */
+  positionOf(requestId: string): number | undefined {
+    const w = this.waiterById.get(requestId);
+    if (w) return this.waiters.positionOf(w);
+    return this.runningById.has(requestId) ? 0 : undefined;
+  }
+
+  /** A copy of the queue's state for /admin; O(depth). */
+  snapshot(): QueueSnapshot {
+    const t = this.now();
+    const waiting: QueueSnapshot['waiting'] = [];
+    let position = 0;
+    for (const w of this.waiters) {
+      const row: QueueSnapshot['waiting'][number] = { requestId: w.opts.requestId, position: ++position, waitedMs: Math.max(0, t - w.enqueuedAtMs) };
+      if (w.opts.meta !== undefined) row.meta = { ...w.opts.meta };
+      waiting.push(row);
+    }
+    return { name: this.name, slots: this.slots, active: this.activeCount, depth: this.waiters.size, maxDepth: this.maxDepth, paused: this.paused, waiting };
+  }
+
+  /** Changes the number of slots live; extra slots admit waiters at once. Fewer slots never revoke held leases. @throws RangeError if n is not an integer ≥ 1. */
+  setSlots(n: number): void {
+    this.slots = checkInt('slots', n, 1);
+    this.pump();
+    this.flush();
+  }
+
+  /** Stops granting leases (waiters stay and new requests queue) until resume(). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pump();
+    this.flush();
+  }
+
+  /** Rejects every waiter with `reason` (default PARLEY_ERR_SHUTTING_DOWN) and every later acquire. Held leases stay valid. */
+  close(reason: ParleyError = new ParleyError('PARLEY_ERR_SHUTTING_DOWN', 'server is shutting down, please try again later')): void {
+    this.closedReason ??= reason;
+    const t = this.now();
+    for (const w of this.waiters.drain()) {
+      this.forget(w);
+      this.emit({ type: 'rejected', requestId: w.opts.requestId, waitedMs: t - w.enqueuedAtMs });
+      w.reject(reason);
+    }
+    this.checkIdle();
+    this.flush();
+  }
+
+  /** Resolves when no lease is held and nobody waits (at once if so already). */
+  onIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleResolvers.push(resolve));
+  }
+
+  /** The waiter to admit next. FIFO for now; the fair scheduler replaces only this function. */
+  private pickNext(): Waiter | undefined {
+    return this.waiters.first();
+  }
+
+  private canGrant(): boolean {
+    return !this.paused && this.activeCount < this.slots;
+  }
+
+  private pump(): void {
+    while (this.canGrant()) {
+      const w = this.pickNext();
+      if (!w) return;
+      this.detach(w);
+      w.resolve(this.grant(w.opts.requestId, Math.max(0, this.now() - w.enqueuedAtMs), w.opts.onPosition));
+    }
+  }
+
+  private grant(requestId: string, waitedMs: number, onPosition: AcquireOptions['onPosition']): Lease {
+    this.activeCount++;
+    this.runningById.set(requestId, (this.runningById.get(requestId) ?? 0) + 1);
+    this.emit({ type: 'granted', requestId, waitedMs });
+    if (onPosition) {
+      const update = { position: 0, depth: this.waiters.size };
+      this.outbox.push(() => onPosition(update));
+    }
+    let released = false;
+    return {
+      requestId,
+      waitedMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.onRelease(requestId);
+      },
+    };
+  }
+
+  private onRelease(requestId: string): void {
+    this.activeCount--;
+    const n = (this.runningById.get(requestId) ?? 1) - 1;
+    if (n > 0) this.runningById.set(requestId, n);
+    else this.runningById.delete(requestId);
+    this.emit({ type: 'released', requestId });
+    this.pump();
+    this.checkIdle();
+    this.flush();
+  }
+
+  private cancel(w: Waiter): void {
+    this.leave(w, 'cancelled', cancelledError());
+  }
+
+  private expire(w: Waiter): void {
+    this.leave(w, 'timed_out', new ParleyError('PARLEY_ERR_QUEUE_WAIT_TIMEOUT', `queue wait exceeded ${this.maxWaitMs} ms; please try again`));
+  }
+
+  /** A waiter leaves without a lease. */
+  private leave(w: Waiter, type: 'cancelled' | 'timed_out', error: ParleyError): void {
+    if (!w.inList) return;
+    this.detach(w);
+    this.emit({ type, requestId: w.opts.requestId, waitedMs: Math.max(0, this.now() - w.enqueuedAtMs) });
+    w.reject(error);
+    this.checkIdle();
+    this.flush();
+  }
+
+  private detach(w: Waiter): void {
+    this.waiters.remove(w, this.notifyMoved);
+    this.forget(w);
+  }
+
+  /** Drops the id entry, the wait timer and the abort listener of a waiter that left the list. */
+  private forget(w: Waiter): void {
+    if (this.waiterById.get(w.opts.requestId) === w) this.waiterById.delete(w.opts.requestId);
+    if (w.timer !== undefined) clearTimeout(w.timer);
+    w.timer = undefined;
+    w.detachAbort?.();
+    w.detachAbort = undefined;
+  }
+
+  private readonly notifyMoved = (w: Waiter): void => {
+    const onPosition = w.opts.onPosition;
+    if (!onPosition) return;
+    const update = { position: w.position, depth: this.waiters.size };
+    this.outbox.push(() => onPosition(update));
+  };
+
+  private refuse(requestId: string, error: ParleyError, type: 'rejected' | 'cancelled'): Promise<Lease> {
+    this.emit({ type, requestId });
+    this.flush();
+    return Promise.reject(error);
+  }
+
+  private emit(e: QueueEvent): void {
+    const onEvent = this.onEvent;
+    if (onEvent) this.outbox.push(() => onEvent(e));
+  }
+
+  private isIdle(): boolean {
+    return this.activeCount === 0 && this.waiters.size === 0;
+  }
+
+  private checkIdle(): void {
+    if (!this.isIdle() || this.idleResolvers.length === 0) return;
+    const resolvers = this.idleResolvers;
+    this.idleResolvers = [];
+    for (const r of resolvers) r();
+  }
+
+  /** Runs queued callbacks in order; a callback that re-enters the queue appends to the same run. */
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (let i = 0; i < this.outbox.length; i++) {
+        try {
+          this.outbox[i]!();
+        } catch {
+          // A subscriber's bug must not corrupt the queue; the subscriber owns its errors.
+        }
+      }
+    } finally {
+      this.outbox.length = 0;
+      this.flushing = false;
+    }
+  }
+}
+
+function cancelledError(): ParleyError {
+  return new ParleyError('PARLEY_ERR_QUEUE_CANCELLED', 'request canceled');
+}
+
+/** setTimeout fires at once for delays above this (ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  return value;
+}
