@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   PARLEY_ERR_UPSTREAM_UNAVAILABLE: { status: 502, retryable: true, description: 'No upstream Ollama could be reached (connection refused, reset, DNS).' },
   PARLEY_ERR_UPSTREAM_STREAM_BROKEN: { status: 502, retryable: true, description: 'The upstream connection failed after the reply started; sent as a final {"error"} line.' },
   PARLEY_ERR_UPSTREAM_INCOMPLETE: { status: 502, retryable: true, description: 'The upstream stream ended without done:true.' },
+  PARLEY_ERR_UPSTREAM_REJECTED: { status: 500, retryable: false, description: 'The upstream answered with an error; its status and text are relayed unchanged.' },
   PARLEY_ERR_UPSTREAM_TIMEOUT: { status: 504, retryable: true, description: 'The upstream did not answer within upstream.requestTimeoutMs.' },
   // storage
   PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read; nothing partial was stored.' },

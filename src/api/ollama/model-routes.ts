@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ParleyError } from '../../errors/parley-error.js';
+import type { ModelCallService, ModelEndpoint } from '../../chat/model-call-service.js';
+import type { SessionService } from '../../conversations/session-service.js';
+import type { UpstreamPool } from '../../upstream/upstream-pool.js';
+import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
+import { takeOver } from '../http/http-server.js';
+
+export interface ModelRoutesDeps {
+  calls: ModelCallService;
+  sessions: SessionService;
+  pool: UpstreamPool;
+}
+
+/** Header a client sends to receive queue position chunks before the reply (documented in docs/api.md). */
+export const QUEUE_UPDATES_HEADER = 'x-parley-queue-updates';
+
+const GO_TYPES: Record<ModelEndpoint, string> = { chat: 'ChatRequest', generate: 'GenerateRequest', embed: 'EmbedRequest', embeddings: 'EmbeddingRequest' };
+
+/**
+ * The model-running endpoints of Ollama's API (reference §1.1-1.3): `POST /api/chat`,
+ * `/api/generate`, `/api/embed`, `/api/embeddings`. Parley validates only the fields it reads
+ * (`model`, `messages`, `prompt`, `stream`, `session_id`), with Ollama's texts; every other field
+ * passes through to the upstream untouched.
+ */
+export function registerModelRoutes(app: FastifyInstance, deps: ModelRoutesDeps): void {
+  for (const endpoint of ['chat', 'generate', 'embed', 'embeddings'] as const) {
+    app.post(`/api/${endpoint}`, async (request, reply) => {
+      const body = parseJsonObject(request.body, `api.${GO_TYPES[endpoint]}`);
+      const call = await toModelCall(endpoint, body, request, deps);
+      const { client, signal } = takeOver(request, reply, call.sessionId ? { 'X-Session-Id': call.sessionId } : {});
+      await deps.calls.run(call, client, signal);
+    });
+  }
+}
+
+async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: FastifyRequest, deps: ModelRoutesDeps) {
+  const struct = GO_TYPES[endpoint];
+  checkFieldType(body, 'model', 'string', struct, 'string');
+  checkFieldType(body, 'stream', 'bool', struct, 'bool');
+  const model = typeof body.model === 'string' ? body.model : '';
+  if (endpoint === 'chat') {
+    checkFieldType(body, 'messages', 'array', struct, '[]api.Message');
+    validateMessages(body.messages);
+  }
+  if (endpoint === 'generate') checkFieldType(body, 'prompt', 'string', struct, 'string');
+  if (model === '') {
+    if (endpoint === 'generate') throw new ParleyError('PARLEY_ERR_MODEL_NOT_FOUND', "model '' not found");
+    throw new ParleyError('PARLEY_ERR_REQUEST_MODEL_REQUIRED', 'model is required');
+  }
+
+  let sessionId: string | undefined;
+  const forwarded = { ...body };
+  if (endpoint === 'chat') {
+    const raw = body.session_id ?? request.headers['x-session-id'];
+    delete forwarded.session_id;
+    if (raw !== undefined && raw !== null) sessionId = deps.sessions.resolveId(raw);
+  }
+  if (!(await deps.pool.knowsModel(model))) {
+    const text = endpoint === 'embed' || endpoint === 'embeddings' ? `model "${model}" not found, try pulling it first` : `model '${model}' not found`;
+    throw new ParleyError('PARLEY_ERR_MODEL_NOT_FOUND', text);
+  }
+  const forwardHeaders: Record<string, string> = {};
+  for (const h of ['accept', 'user-agent'] as const) {
+    const v = request.headers[h];
+    if (typeof v === 'string') forwardHeaders[h] = v;
+  }
+  return {
+    endpoint,
+    requestId: request.id,
+    model,
+    body: forwarded,
+    clientStream: endpoint === 'chat' || endpoint === 'generate' ? body.stream !== false : false,
+    sessionId,
+    queueUpdates: request.headers[QUEUE_UPDATES_HEADER] === '1',
+    forwardHeaders,
+  };
+}
+
+function validateMessages(messages: unknown): void {
+  if (!Array.isArray(messages)) return;
+  for (const m of messages) {
+    if (m === null) continue;
+    if (typeof m !== 'object' || Array.isArray(m)) {
+      throw new ParleyError('PARLEY_ERR_REQUEST_FIELD_TYPE', `json: cannot unmarshal ${Array.isArray(m) ? 'array' : typeof m === 'boolean' ? 'bool' : typeof m} into Go struct field ChatRequest.messages of type api.Message`);
+    }
+    const msg = m as JsonObject;
+    checkFieldType(msg, 'role', 'string', 'ChatRequest.messages', 'string');
+    checkFieldType(msg, 'content', 'string', 'ChatRequest.messages', 'string');
+    checkFieldType(msg, 'images', 'array', 'ChatRequest.messages', '[]api.ImageData');
+  }
+}

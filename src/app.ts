@@ -1,0 +1,93 @@
+import type { FastifyInstance } from 'fastify';
+import type { ParleyConfig } from './config/schema.js';
+import type { Logger } from './observability/logger.js';
+import { createHttpServer } from './api/http/http-server.js';
+import { registerManagementRoutes } from './api/ollama/management-routes.js';
+import { registerModelRoutes } from './api/ollama/model-routes.js';
+import { registerParleyRoutes } from './api/ollama/parley-routes.js';
+import { ModelCallService } from './chat/model-call-service.js';
+import { SessionService } from './conversations/session-service.js';
+import { SqlSessionStore } from './conversations/sql-session-store.js';
+import { openDatabase, type Database } from './storage/database.js';
+import { migrateToLatest } from './storage/migrations.js';
+import { UpstreamPool } from './upstream/upstream-pool.js';
+import { PARLEY_VERSION } from './version.js';
+
+export interface AppDeps {
+  config: ParleyConfig;
+  logger: Logger;
+  /** Clock for stored timestamps and session expiry; default `() => new Date()`. */
+  now?: () => Date;
+  /** An already-open database (tests); default: opened from `config.databaseUrl`. */
+  database?: Database;
+}
+
+export interface App {
+  http: FastifyInstance;
+  pool: UpstreamPool;
+  sessions: SessionService;
+  calls: ModelCallService;
+  database: Database;
+  /** Starts listening and background work; resolves with the bound URL. */
+  listen(): Promise<string>;
+  /**
+   * Graceful stop: refuses new model requests, lets running ones finish for up to
+   * `config.shutdown.drainTimeoutMs`, then closes connections, upstream pools and the database.
+   */
+  close(): Promise<void>;
+}
+
+/** Composition root: builds every service from config (and injected clock and database). */
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const { config, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const database = deps.database ?? (await openDatabase(config.databaseUrl, { logger }));
+  await migrateToLatest(database);
+  const store = new SqlSessionStore(database, logger);
+  const sessions = new SessionService(store, { ...config.sessions, now }, logger);
+  const pool = new UpstreamPool(config, logger);
+  const calls = new ModelCallService({ pool, sessions, logger, positionUpdateIntervalMs: config.queue.positionUpdateIntervalMs });
+  const http = createHttpServer({ logger, bodyLimitBytes: config.bodyLimitBytes });
+  const startedAt = Date.now();
+
+  registerManagementRoutes(http, pool);
+  registerModelRoutes(http, { calls, sessions, pool });
+  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect });
+
+  let closing: Promise<void> | undefined;
+  return {
+    http,
+    pool,
+    sessions,
+    calls,
+    database,
+    async listen() {
+      const url = await http.listen({ host: config.host, port: config.port });
+      pool.startHealthChecks();
+      sessions.startSweeper();
+      logger.info({ url, upstreams: config.upstreams, database: database.dialect }, 'parley.listening');
+      return url;
+    },
+    close() {
+      closing ??= (async () => {
+        calls.beginDrain();
+        for (const e of pool.entries) e.queue.close();
+        // Stop accepting connections; idle keep-alive ones close now, busy ones when their reply ends.
+        const httpClosed = http.close();
+        const within = (ms: number) => Promise.race([calls.idle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+        if (!(await within(config.shutdown.drainTimeoutMs))) {
+          logger.warn({ drainTimeoutMs: config.shutdown.drainTimeoutMs }, 'parley.drain_timeout');
+          // Cut the remaining replies: their partial text is stored incomplete before the database closes.
+          http.server.closeAllConnections();
+          await within(2_000);
+        }
+        sessions.stopSweeper();
+        await httpClosed;
+        await pool.close();
+        await database.close();
+        logger.info('parley.stopped');
+      })();
+      return closing;
+    },
+  };
+}

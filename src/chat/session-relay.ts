@@ -1,0 +1,92 @@
+import type { Dispatcher } from 'undici';
+import { ParleyError } from '../errors/parley-error.js';
+import { metricsFromChunk, type TurnRecorder } from '../conversations/turn-recorder.js';
+import { JSON_UTF8, NDJSON, type ClientStream } from './client-stream.js';
+import { NdjsonLines } from './ndjson-lines.js';
+
+export interface SessionRelayOptions {
+  sessionId: string;
+  /** What the client asked for; the upstream always streams so partial replies can be kept. */
+  clientStream: boolean;
+  recorder: TurnRecorder;
+  upstreamUrl: string;
+}
+
+/**
+ * Relays an upstream `/api/chat` stream for a session turn: each chunk goes to the client as it
+ * arrives with `"session_id"` added, the reply accumulates in the recorder, and the final
+ * `done:true` chunk is written only after the turn is durably stored. With `stream:false` the
+ * chunks are joined into one object as Ollama does (reference §2) and sent at the end.
+ * Whatever ends the stream early (client gone, upstream error line, upstream cut) stores the
+ * reply `incomplete`.
+ */
+export async function relaySessionStream(upstream: Dispatcher.ResponseData, client: ClientStream, opts: SessionRelayOptions): Promise<void> {
+  const { recorder, clientStream } = opts;
+  const suffix = `,"session_id":${JSON.stringify(opts.sessionId)}}\n`;
+  const lines = new NdjsonLines();
+  let ended = false;
+
+  const handle = async (line: string): Promise<void> => {
+    let chunk: Record<string, unknown>;
+    try {
+      chunk = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
+      return;
+    }
+    recorder.begin();
+    if (clientStream) client.start(200, { 'Content-Type': NDJSON });
+    if (typeof chunk.error === 'string') {
+      ended = true;
+      await recorder.finish('incomplete', null);
+      if (clientStream) client.end(line + '\n');
+      else client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_REJECTED', chunk.error, { status: 500 }));
+      return;
+    }
+    recorder.add(chunk.message as Record<string, unknown> | undefined);
+    if (chunk.done === true) {
+      ended = true;
+      await recorder.finish('complete', metricsFromChunk(chunk));
+      if (clientStream) client.end(line.slice(0, -1) + suffix);
+      else client.sendWhole(200, { 'Content-Type': JSON_UTF8 }, JSON.stringify(aggregate(chunk, recorder, opts.sessionId)));
+      return;
+    }
+    if (clientStream) await client.write(line.slice(0, -1) + suffix);
+  };
+
+  try {
+    for await (const buf of upstream.body as AsyncIterable<Buffer>) {
+      for (const line of lines.push(buf)) {
+        if (!ended) await handle(line);
+      }
+      if (ended) break;
+    }
+    const tail = lines.flush();
+    if (tail && !ended) await handle(tail);
+  } catch (e) {
+    // Storage failures (already ParleyErrors) pass as they are; anything else broke the upstream read.
+    if (!ended) await recorder.finish('incomplete', null);
+    if (client.gone || e instanceof ParleyError) throw e;
+    throw new ParleyError('PARLEY_ERR_UPSTREAM_STREAM_BROKEN', `connection to Ollama at ${opts.upstreamUrl} was lost mid-reply`, { cause: e });
+  }
+  if (!ended) {
+    // The upstream ended without done:true (Ollama's repetition guard does this): keep what
+    // arrived, marked incomplete, and end the same way Ollama would.
+    recorder.begin();
+    await recorder.finish('incomplete', null);
+    if (clientStream) {
+      client.start(200, { 'Content-Type': NDJSON });
+      client.end();
+    } else {
+      client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_INCOMPLETE', 'the model stopped before finishing its reply'));
+    }
+  }
+}
+
+/** The `stream:false` object: the final chunk with the joined message (reference §2). */
+function aggregate(final: Record<string, unknown>, recorder: TurnRecorder, sessionId: string): Record<string, unknown> {
+  const message: Record<string, unknown> = { role: 'assistant', content: recorder.reply.content };
+  if (recorder.reply.thinking) message.thinking = recorder.reply.thinking;
+  if (recorder.reply.toolCalls.length > 0) message.tool_calls = recorder.reply.toolCalls;
+  return { ...final, message, session_id: sessionId };
+}
