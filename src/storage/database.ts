@@ -1,0 +1,148 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import type { Logger } from '../observability/logger.js';
+import type { DatabaseSchema } from './schema.js';
+import { storageUnavailable } from './storage-error.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+/** An open database: the Kysely handle, which dialect it speaks, and how to close it. */
+export interface Database {
+  readonly db: Kysely<DatabaseSchema>;
+  readonly dialect: DialectName;
+  /**
+   * Postgres only: the schema our tables live in (the `schema` option, else the server's
+   * `current_schema()`, usually `public`). Undefined on SQLite.
+   */
+  readonly schema?: string | undefined;
+  /** Closes the pool / file. Idempotent; queries after it fail with PARLEY_ERR_STORAGE_UNAVAILABLE. */
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  logger?: Logger | undefined;
+  /**
+   * Postgres only: a schema to use instead of the default one (created if missing; every pooled
+   * connection gets `search_path` set to it). Letters, digits and `_`, at most 63 characters.
+   * Tests use it to isolate themselves inside one database.
+   */
+  schema?: string | undefined;
+  /** Postgres only: largest number of pooled connections. Default 10. */
+  poolSize?: number | undefined;
+  /** Postgres only: longest wait for a new connection, in ms. Default 5 s (pg's own default is forever). */
+  connectTimeoutMs?: number | undefined;
+}
+
+/** True for `postgres://…` and `postgresql://…` URLs. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
+}
+
+/**
+ * Opens the database named by `url`: a `postgres://` or `postgresql://` URL selects Postgres (pg
+ * pool), anything else is a SQLite file path (its parent directory is created) or `:memory:`.
+ * Postgres is asked a trivial query before this resolves, so a wrong URL fails here.
+ * Does not migrate: call `migrateToLatest` from `migrations.ts`.
+ * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE when the file cannot be opened or the server
+ *   cannot be reached; Error for an invalid `schema` name.
+ */
+export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Promise<Database> {
+  return isPostgresUrl(url) ? openPostgres(url, opts) : openSqlite(url, opts);
+}
+
+function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
+  let file: SQLite.Database | undefined;
+  try {
+    if (path !== ':memory:' && path !== '') mkdirSync(dirname(resolve(path)), { recursive: true });
+    file = new SQLite(path);
+    // WAL with synchronous=NORMAL: a commit is appended to the WAL file (in the OS page cache)
+    // before COMMIT returns, so a committed transaction survives kill -9 of this process. Only a
+    // power loss or OS crash can lose the last few commits (the WAL is fsynced at checkpoints).
+    file.pragma('journal_mode = WAL');
+    file.pragma('synchronous = NORMAL');
+    file.pragma('foreign_keys = ON');
+    file.pragma('busy_timeout = 5000');
+  } catch (e) {
+    if (file?.open === true) file.close();
+    throw storageUnavailable('opening the SQLite database', e);
+  }
+  const sqlite = file;
+  // Kysely runs every query of this dialect on the one connection, one transaction at a time.
+  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  opts.logger?.debug({ path }, 'sqlite database opened');
+  const close = async (): Promise<void> => {
+    await db.destroy();
+    // Kysely's destroy() is a no-op when no query ever ran; the file must close anyway.
+    if (sqlite.open) sqlite.close();
+  };
+  return { db, dialect: 'sqlite', schema: undefined, close: once(close) };
+}
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const INT8_OID = 20;
+
+/** int8 (bigint, count(*)) as a JS number; exact up to 2^53 (104 days in nanoseconds). */
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Database> {
+  const schema = opts.schema;
+  if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
+    throw new Error(`invalid Postgres schema name ${JSON.stringify(schema)}: use letters, digits and _`);
+  }
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 10,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+    types: pgTypes,
+  });
+  // An idle pooled connection that dies (server restart, network) is reported here; without a
+  // listener pg would crash the process. The pool drops it and opens a new one when needed.
+  pool.on('error', (err) => {
+    opts.logger?.warn({ err }, 'idle postgres connection failed; the pool will replace it');
+  });
+  const db = new Kysely<DatabaseSchema>({
+    dialect: new PostgresDialect({
+      pool,
+      ...(schema === undefined
+        ? {}
+        : { onCreateConnection: async (conn) => void (await conn.executeQuery(CompiledQuery.raw(`set search_path to "${schema}"`))) }),
+    }),
+  });
+  try {
+    if (schema !== undefined) await createSchema(pool, schema);
+    const row = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+    const current = row.rows[0]?.schema ?? undefined;
+    if (current === undefined) throw new Error('the server reports no current schema (empty search_path?)');
+    opts.logger?.debug({ schema: current }, 'postgres database opened');
+    return { db, dialect: 'postgres', schema: current, close: once(() => db.destroy()) };
+  } catch (e) {
+    await db.destroy().catch((closeError: unknown) => opts.logger?.warn({ err: closeError }, 'closing the failed postgres pool failed'));
+    throw storageUnavailable('connecting to Postgres', e);
+  }
+}
+
+/** `create schema if not exists` can still fail when two pools race to create it: then it exists. */
+async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query(`create schema if not exists "${schema}"`);
+  } catch (e) {
+    const found = await client.query('select 1 from pg_namespace where nspname = $1', [schema]);
+    if (found.rowCount === 0) throw e;
+  } finally {
+    client.release();
+  }
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= fn());
+}
