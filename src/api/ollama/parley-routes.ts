@@ -20,7 +20,16 @@ export interface ParleyRoutesDeps {
 export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDeps): void {
   app.get('/api/health', async (_req, reply) => {
     await deps.pool.checkAll();
-    const upstreams = deps.pool.entries.map((e) => ({ ...e.node.health, queue: { active: e.queue.active, depth: e.queue.depth } }));
+    const upstreams = deps.pool.entries.map(({ node: { health: h }, queue }) => ({
+      url: h.url,
+      reachable: h.reachable ?? false,
+      version: h.version,
+      latency_ms: h.latencyMs,
+      last_check_at: h.lastCheckAt,
+      error: h.error,
+      models: h.models,
+      queue: { active: queue.active, depth: queue.depth },
+    }));
     const databaseOk = await deps.sessions.store.ping();
     const reachable = upstreams.filter((u) => u.reachable).length;
     const status = !databaseOk || reachable === 0 ? 'unavailable' : reachable < upstreams.length ? 'degraded' : 'ok';
