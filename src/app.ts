@@ -82,7 +82,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           await within(2_000);
         }
         sessions.stopSweeper();
-        await httpClosed;
+        // A connection whose reply has ended stays open (keep-alive) and would hold http.close()
+        // until the client lets go of it (fastify's keepAliveTimeout is 72 s): close each one as
+        // soon as it has no reply in progress.
+        http.server.closeIdleConnections();
+        const idleCloser = setInterval(() => http.server.closeIdleConnections(), 25);
+        await httpClosed.finally(() => clearInterval(idleCloser));
         await pool.close();
         await database.close();
         logger.info('parley.stopped');
