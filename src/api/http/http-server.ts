@@ -33,7 +33,9 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: false },
+    // Path parameters such as a session id (up to 128 characters, each up to 3 when
+    // percent-encoded) must fit; find-my-way answers 414 above its default of 100.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 400 },
   });
 
   app.removeAllContentTypeParsers();
