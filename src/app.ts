@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ParleyConfig } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
@@ -54,6 +55,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   registerModelRoutes(http, { calls, sessions, pool });
   registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect });
 
+  // Sockets that have not carried a request yet (Node's fetch opens fresh ones after an aborted
+  // stream; browsers pre-connect). Node counts them neither idle nor busy, so closeIdleConnections
+  // leaves them open and they would hold http.close() until the client lets go.
+  const unused = new Set<Socket>();
+  http.server.on('connection', (s: Socket) => {
+    unused.add(s);
+    s.once('close', () => unused.delete(s));
+  });
+  http.server.on('request', (req: { socket: Socket }) => unused.delete(req.socket));
+
   let closing: Promise<void> | undefined;
   return {
     http,
@@ -86,7 +97,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         // until the client lets go of it (fastify's keepAliveTimeout is 72 s): close each one as
         // soon as it has no reply in progress.
         http.server.closeIdleConnections();
-        const idleCloser = setInterval(() => http.server.closeIdleConnections(), 25);
+        const idleCloser = setInterval(() => {
+          http.server.closeIdleConnections();
+          for (const s of unused) s.destroy();
+        }, 25);
         await httpClosed.finally(() => clearInterval(idleCloser));
         await pool.close();
         await database.close();
