@@ -55,6 +55,8 @@ export const configSchema = z
         bodyTimeoutMs: ms(300_000),
         /** Interval of the health check of each upstream, in ms. Default 5 s. */
         healthIntervalMs: ms(5_000),
+        /** Interval of the health checks while some upstream is down or its breaker open, in ms. Default 500. */
+        healthIntervalDownMs: ms(500),
         /** Connections kept per upstream. Default 128. */
         connections: z.number().int().min(1).default(128),
       })
@@ -67,6 +69,64 @@ export const configSchema = z
         sweepIntervalMs: ms(60_000),
         /** How often a streaming reply's partial text is saved, in ms. Default 1 s. */
         partialSaveIntervalMs: ms(1_000),
+      })
+      .prefault({}),
+    resilience: z
+      .object({
+        /** Retries of a model request that failed before its first byte reached the client. Default 2. */
+        maxRetries: z.number().int().min(0).max(10).default(2),
+        /** First retry delay (exponential backoff with jitter), in ms. Default 100. */
+        retryBaseDelayMs: ms(100),
+        /** Largest retry delay, in ms. Default 2 s. */
+        retryMaxDelayMs: ms(2_000),
+        /** Largest upstream Retry-After honoured before a retry, in ms. Default 5 s. */
+        retryAfterCapMs: ms(5_000),
+        /** Consecutive upstream failures that open its circuit breaker. Default 5. */
+        breakerThreshold: z.number().int().min(1).default(5),
+        /** Time an open breaker waits before letting one probe request through, in ms. Default 1 s. */
+        breakerHalfOpenAfterMs: ms(1_000),
+      })
+      .prefault({}),
+    degraded: z
+      .object({
+        /** What Parley answers when no upstream can serve a model: error (503), cache or static. Default error. */
+        mode: z.enum(['error', 'cache', 'static']).default('error'),
+        /** Retry-After sent with a degraded answer, in ms (rounded up to seconds). Default 10 s. */
+        retryAfterMs: ms(10_000),
+        /** Static mode: first line of a conversation's first turn. */
+        staticGreeting: z.string().default('Hello!'),
+        /** Static mode: the apology. */
+        staticApology: z.string().default("I'm sorry, the language model is unavailable right now."),
+        /** Static mode: the retry line. */
+        staticRetry: z.string().default('Please try again in a minute.'),
+      })
+      .prefault({}),
+    cache: z
+      .object({
+        /** Answers kept at most (least recently used go first). Default 1000. */
+        maxEntries: z.number().int().min(0).default(1_000),
+        /** Bytes of answers kept at most. Default 16 MiB. */
+        maxBytes: z.number().int().min(0).default(16 * 1024 * 1024),
+        /** Degraded mode "cache": how old an identical answer may be, in ms. Default 1 hour. */
+        degradedTtlMs: ms(3_600_000),
+        /** Normal operation: serve identical deterministic requests (temperature 0 or a seed) from the cache for this long, in ms; 0 = off. Default 0. */
+        deterministicTtlMs: ms(0),
+      })
+      .prefault({}),
+    memory: z
+      .object({
+        /** Messages a session may hold before new turns are refused. Default 10 000. */
+        sessionMaxMessages: z.number().int().min(1).default(10_000),
+        /** Bytes of stored history a session may hold before new turns are refused. Default 32 MiB. */
+        sessionMaxBytes: z.number().int().min(1).default(32 * 1024 * 1024),
+        /** Bytes waiting for one slow client before it is cut off and the upstream aborted. Default 1 MiB. */
+        streamBufferMaxBytes: z.number().int().min(1024).default(1024 * 1024),
+        /** Process RSS above which caches are evicted, in bytes; 0 = off. Default 1.5 GiB. */
+        evictAboveRssBytes: z.number().int().min(0).default(1536 * 1024 * 1024),
+        /** Process RSS above which new model requests are refused with 503, in bytes; 0 = off. Default 2 GiB. */
+        shedAboveRssBytes: z.number().int().min(0).default(2048 * 1024 * 1024),
+        /** How often memory is sampled, in ms. Default 1 s. */
+        sampleIntervalMs: z.number().int().min(10).default(1_000),
       })
       .prefault({}),
     shutdown: z
@@ -108,9 +168,31 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'upstream.headersTimeoutMs', env: 'PARLEY_UPSTREAM_HEADERS_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '300000', description: 'Wait for the first byte of a reply (covers a cold model load).' },
   { path: 'upstream.bodyTimeoutMs', env: 'PARLEY_UPSTREAM_BODY_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '300000', description: 'Longest silence between two chunks of a reply.' },
   { path: 'upstream.healthIntervalMs', env: 'PARLEY_UPSTREAM_HEALTH_INTERVAL_MS', kind: 'int', unit: 'ms', default: '5000', description: 'Interval of the upstream health checks.' },
+  { path: 'upstream.healthIntervalDownMs', env: 'PARLEY_UPSTREAM_HEALTH_INTERVAL_DOWN_MS', kind: 'int', unit: 'ms', default: '500', description: 'Health check interval while an upstream is down or its breaker open (recovery within 2 s).' },
   { path: 'upstream.connections', env: 'PARLEY_UPSTREAM_CONNECTIONS', kind: 'int', unit: 'connections', default: '128', description: 'Keep-alive connections per upstream.' },
   { path: 'sessions.idleExpiryMs', env: 'PARLEY_SESSION_IDLE_EXPIRY_MS', kind: 'int', unit: 'ms', default: '604800000', description: 'A session idle this long is archived (kept, never deleted).' },
   { path: 'sessions.sweepIntervalMs', env: 'PARLEY_SESSION_SWEEP_INTERVAL_MS', kind: 'int', unit: 'ms', default: '60000', description: 'How often idle sessions are looked for.' },
   { path: 'sessions.partialSaveIntervalMs', env: 'PARLEY_SESSION_PARTIAL_SAVE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often a streaming reply\'s partial text is saved.' },
+  { path: 'resilience.maxRetries', env: 'PARLEY_RETRY_MAX_RETRIES', kind: 'int', unit: 'retries', default: '2', description: 'Retries of a model request that failed before its first byte reached the client (connection refused/reset, 502/503/504, timeouts; never a 4xx).' },
+  { path: 'resilience.retryBaseDelayMs', env: 'PARLEY_RETRY_BASE_DELAY_MS', kind: 'int', unit: 'ms', default: '100', description: 'First retry delay; exponential backoff with jitter.' },
+  { path: 'resilience.retryMaxDelayMs', env: 'PARLEY_RETRY_MAX_DELAY_MS', kind: 'int', unit: 'ms', default: '2000', description: 'Largest retry delay.' },
+  { path: 'resilience.retryAfterCapMs', env: 'PARLEY_RETRY_AFTER_CAP_MS', kind: 'int', unit: 'ms', default: '5000', description: 'Largest upstream Retry-After honoured before a retry.' },
+  { path: 'resilience.breakerThreshold', env: 'PARLEY_BREAKER_THRESHOLD', kind: 'int', unit: 'failures', default: '5', description: 'Consecutive failures that open an upstream\'s circuit breaker.' },
+  { path: 'resilience.breakerHalfOpenAfterMs', env: 'PARLEY_BREAKER_HALF_OPEN_AFTER_MS', kind: 'int', unit: 'ms', default: '1000', description: 'Time an open breaker waits before one probe request.' },
+  { path: 'degraded.mode', env: 'PARLEY_DEGRADED_MODE', kind: 'string', unit: '', default: 'error', description: 'When no upstream can serve a model: `error` (503 + Retry-After), `cache` (a recent identical answer, else error) or `static` (the texts below).' },
+  { path: 'degraded.retryAfterMs', env: 'PARLEY_DEGRADED_RETRY_AFTER_MS', kind: 'int', unit: 'ms', default: '10000', description: 'Retry-After of degraded answers (rounded up to seconds).' },
+  { path: 'degraded.staticGreeting', env: 'PARLEY_DEGRADED_STATIC_GREETING', kind: 'string', unit: '', default: 'Hello!', description: 'Static mode: opens the reply to a conversation\'s first message.' },
+  { path: 'degraded.staticApology', env: 'PARLEY_DEGRADED_STATIC_APOLOGY', kind: 'string', unit: '', default: "I'm sorry, the language model is unavailable right now.", description: 'Static mode: the apology.' },
+  { path: 'degraded.staticRetry', env: 'PARLEY_DEGRADED_STATIC_RETRY', kind: 'string', unit: '', default: 'Please try again in a minute.', description: 'Static mode: the retry line.' },
+  { path: 'cache.maxEntries', env: 'PARLEY_CACHE_MAX_ENTRIES', kind: 'int', unit: 'answers', default: '1000', description: 'Response cache size bound (least recently used evicted).' },
+  { path: 'cache.maxBytes', env: 'PARLEY_CACHE_MAX_BYTES', kind: 'int', unit: 'bytes', default: '16777216', description: 'Response cache byte bound.' },
+  { path: 'cache.degradedTtlMs', env: 'PARLEY_CACHE_DEGRADED_TTL_MS', kind: 'int', unit: 'ms', default: '3600000', description: 'Degraded mode `cache`: the oldest identical answer served.' },
+  { path: 'cache.deterministicTtlMs', env: 'PARLEY_CACHE_DETERMINISTIC_TTL_MS', kind: 'int', unit: 'ms', default: '0', description: 'Normal operation: identical deterministic requests (temperature 0 or a seed, no session) are answered from the cache this long; 0 = off.' },
+  { path: 'memory.sessionMaxMessages', env: 'PARLEY_SESSION_MAX_MESSAGES', kind: 'int', unit: 'messages', default: '10000', description: 'Stored messages per session before new turns are refused (413).' },
+  { path: 'memory.sessionMaxBytes', env: 'PARLEY_SESSION_MAX_BYTES', kind: 'int', unit: 'bytes', default: '33554432', description: 'Stored history bytes per session before new turns are refused (413).' },
+  { path: 'memory.streamBufferMaxBytes', env: 'PARLEY_STREAM_BUFFER_MAX_BYTES', kind: 'int', unit: 'bytes', default: '1048576', description: 'Bytes waiting for one slow client before it is cut off and the upstream aborted.' },
+  { path: 'memory.evictAboveRssBytes', env: 'PARLEY_MEMORY_EVICT_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '1610612736', description: 'Process RSS above which caches are emptied; 0 = off.' },
+  { path: 'memory.shedAboveRssBytes', env: 'PARLEY_MEMORY_SHED_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '2147483648', description: 'Process RSS above which new model requests get 503 while running ones finish; 0 = off.' },
+  { path: 'memory.sampleIntervalMs', env: 'PARLEY_MEMORY_SAMPLE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often process memory is sampled.' },
   { path: 'shutdown.drainTimeoutMs', env: 'PARLEY_DRAIN_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '30000', description: 'On SIGTERM, how long in-flight replies may take to finish.' },
 ];

@@ -63,7 +63,7 @@ export class UpstreamNode {
    * Sends one request. Resolves with undici's response (any status); the caller reads or
    * destroys the body.
    * @throws ParleyError PARLEY_ERR_UPSTREAM_UNAVAILABLE (connect refused/reset/DNS),
-   *   PARLEY_ERR_UPSTREAM_TIMEOUT (headers timeout), or the AbortSignal's reason when aborted.
+   *   PARLEY_ERR_UPSTREAM_CONNECT_TIMEOUT / _FIRST_BYTE_TIMEOUT (headers), or the AbortSignal's reason when aborted.
    */
   async request(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
     try {
@@ -108,8 +108,14 @@ export function upstreamError(e: unknown, url: string, signal?: AbortSignal): un
   if (signal?.aborted) return signal.reason ?? e;
   const code = (e as { code?: string }).code ?? '';
   const message = (e as Error).message ?? String(e);
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new ParleyError('PARLEY_ERR_UPSTREAM_TIMEOUT', `Ollama at ${url} did not answer in time (${code})`, { cause: e });
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new ParleyError('PARLEY_ERR_UPSTREAM_CONNECT_TIMEOUT', `Ollama at ${url} did not accept a connection in time (${code})`, { cause: e });
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new ParleyError('PARLEY_ERR_UPSTREAM_FIRST_BYTE_TIMEOUT', `Ollama at ${url} did not start answering in time (${code})`, { cause: e });
+  }
+  if (code === 'UND_ERR_BODY_TIMEOUT') {
+    return new ParleyError('PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT', `Ollama at ${url} went silent mid-reply (${code})`, { cause: e });
   }
   return new ParleyError('PARLEY_ERR_UPSTREAM_UNAVAILABLE', `Ollama at ${url} is unavailable: ${code || message}`, { cause: e });
 }
