@@ -38,6 +38,8 @@ export interface App {
   close(): Promise<void>;
 }
 
+const UNUSED_SOCKET_GRACE_MS = 1_000;
+
 /** Composition root: builds every service from config (and injected clock and database). */
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config, logger } = deps;
@@ -55,12 +57,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   registerModelRoutes(http, { calls, sessions, pool });
   registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect });
 
-  // Sockets that have not carried a request yet (Node's fetch opens fresh ones after an aborted
-  // stream; browsers pre-connect). Node counts them neither idle nor busy, so closeIdleConnections
-  // leaves them open and they would hold http.close() until the client lets go.
-  const unused = new Set<Socket>();
+  // Sockets that have not carried a request yet, with when they connected (Node's fetch opens
+  // fresh ones after an aborted stream; browsers pre-connect). Node counts them neither idle nor
+  // busy, so closeIdleConnections leaves them open and they would hold http.close() until the
+  // client lets go. On close, one still unused after UNUSED_SOCKET_GRACE_MS is destroyed; a
+  // younger one is probably about to send its request, which then gets a 503.
+  const unused = new Map<Socket, number>();
   http.server.on('connection', (s: Socket) => {
-    unused.add(s);
+    unused.set(s, Date.now());
     s.once('close', () => unused.delete(s));
   });
   http.server.on('request', (req: { socket: Socket }) => unused.delete(req.socket));
@@ -99,7 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         http.server.closeIdleConnections();
         const idleCloser = setInterval(() => {
           http.server.closeIdleConnections();
-          for (const s of unused) s.destroy();
+          for (const [s, since] of unused) if (Date.now() - since >= UNUSED_SOCKET_GRACE_MS) s.destroy();
         }, 25);
         await httpClosed.finally(() => clearInterval(idleCloser));
         await pool.close();
