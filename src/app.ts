@@ -6,6 +6,13 @@ import { createHttpServer } from './api/http/http-server.js';
 import { registerManagementRoutes } from './api/ollama/management-routes.js';
 import { registerModelRoutes } from './api/ollama/model-routes.js';
 import { registerParleyRoutes } from './api/ollama/parley-routes.js';
+import { registerMetricsRoute } from './api/http/metrics-route.js';
+import { Metrics } from './observability/metrics.js';
+import { DegradedResponder } from './resilience/degraded-mode.js';
+import { MemoryGuardian } from './resilience/memory-guardian.js';
+import { ResponseCache } from './resilience/response-cache.js';
+import { RequestRetry } from './resilience/retry-policy.js';
+import { withStorageRetry } from './resilience/storage-retry.js';
 import { ModelCallService } from './chat/model-call-service.js';
 import { SessionService } from './conversations/session-service.js';
 import { SqlSessionStore } from './conversations/sql-session-store.js';
@@ -29,6 +36,12 @@ export interface App {
   sessions: SessionService;
   calls: ModelCallService;
   database: Database;
+  /** Every Prometheus metric (also at GET /metrics). */
+  metrics: Metrics;
+  /** Process-wide memory guardian (state in /api/health). */
+  guardian: MemoryGuardian;
+  /** The exact-match response cache (degraded mode `cache`, deterministic requests). */
+  cache: ResponseCache;
   /** Starts listening and background work; resolves with the bound URL. */
   listen(): Promise<string>;
   /**
@@ -46,16 +59,63 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const now = deps.now ?? (() => new Date());
   const database = deps.database ?? (await openDatabase(config.databaseUrl, { logger }));
   await migrateToLatest(database);
-  const store = new SqlSessionStore(database, logger);
+  const metrics = new Metrics();
+  // Idempotent writes (completeTurn, savePartial) are retried on storage failures; failures counted.
+  const store = withStorageRetry(new SqlSessionStore(database, logger), {
+    onRetry: (operation, err) => {
+      metrics.storageRetries.inc({ operation });
+      logger.warn({ operation, err }, 'storage.write_retrying');
+    },
+    onFailure: (operation) => metrics.storageFailures.inc({ operation }),
+  });
   const sessions = new SessionService(store, { ...config.sessions, now }, logger);
-  const pool = new UpstreamPool(config, logger);
-  const calls = new ModelCallService({ pool, sessions, logger, positionUpdateIntervalMs: config.queue.positionUpdateIntervalMs });
+  const pool = new UpstreamPool(config, logger, metrics);
+  const cache = new ResponseCache({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes });
+  const guardian = new MemoryGuardian({
+    ...config.memory,
+    onSample: (s) => metrics.memoryRss.set(s.rss),
+    onStateChange: (state, s) => {
+      metrics.memoryState.set(state === 'ok' ? 0 : state === 'evicting' ? 1 : 2);
+      logger[state === 'ok' ? 'info' : 'warn']({ state, rssBytes: s.rss, heapUsedBytes: s.heapUsed }, 'memory.state_changed');
+    },
+  });
+  guardian.addEvictor(() => cache.clear());
+  const calls = new ModelCallService({
+    pool,
+    sessions,
+    logger,
+    positionUpdateIntervalMs: config.queue.positionUpdateIntervalMs,
+    retry: new RequestRetry({
+      maxRetries: config.resilience.maxRetries,
+      baseDelayMs: config.resilience.retryBaseDelayMs,
+      maxDelayMs: config.resilience.retryMaxDelayMs,
+      retryAfterCapMs: config.resilience.retryAfterCapMs,
+    }),
+    degraded: new DegradedResponder(config.degraded),
+    cache: {
+      store: cache,
+      degradedTtlMs: config.cache.degradedTtlMs,
+      deterministicTtlMs: config.cache.deterministicTtlMs,
+      record: config.cache.maxEntries > 0 && (config.degraded.mode === 'cache' || config.cache.deterministicTtlMs > 0),
+    },
+    guardian,
+    metrics,
+    limits: {
+      streamBufferMaxBytes: config.memory.streamBufferMaxBytes,
+      sessionMaxMessages: config.memory.sessionMaxMessages,
+      sessionMaxBytes: config.memory.sessionMaxBytes,
+    },
+  });
   const http = createHttpServer({ logger, bodyLimitBytes: config.bodyLimitBytes });
   const startedAt = Date.now();
 
   registerManagementRoutes(http, pool);
   registerModelRoutes(http, { calls, sessions, pool });
-  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect });
+  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode });
+  registerMetricsRoute(http, metrics, () => {
+    metrics.cacheEntries.set(cache.size);
+    metrics.cacheBytes.set(cache.bytes);
+  });
 
   // Sockets that have not carried a request yet, with when they connected (Node's fetch opens
   // fresh ones after an aborted stream; browsers pre-connect). Node counts them neither idle nor
@@ -76,9 +136,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     sessions,
     calls,
     database,
+    metrics,
+    guardian,
+    cache,
     async listen() {
       const url = await http.listen({ host: config.host, port: config.port });
       pool.startHealthChecks();
+      guardian.start();
       sessions.startSweeper();
       logger.info({ url, upstreams: config.upstreams, database: database.dialect }, 'parley.listening');
       return url;
@@ -97,6 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           await within(2_000);
         }
         sessions.stopSweeper();
+        guardian.stop();
         // A connection whose reply has ended stays open (keep-alive) and would hold http.close()
         // until the client lets go of it (fastify's keepAliveTimeout is 72 s): close each one as
         // soon as it has no reply in progress.

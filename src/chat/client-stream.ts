@@ -1,6 +1,15 @@
 import type { ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { toOllamaStreamLine, toOllamaWire } from '../errors/to-wire.js';
+import { ParleyError } from '../errors/parley-error.js';
+
+/** Per-stream memory cap (memory guardian, seed 000). */
+export interface ClientStreamLimits {
+  /** Bytes that may wait in the response's buffer for a slow client before it is cut off. */
+  maxBufferedBytes: number;
+  /** Called once when the client is cut off for being too slow (metrics, logs). */
+  onCutOff?: (bufferedBytes: number) => void;
+}
 
 export const NDJSON = 'application/x-ndjson';
 export const JSON_UTF8 = 'application/json; charset=utf-8';
@@ -9,15 +18,22 @@ export const JSON_UTF8 = 'application/json; charset=utf-8';
  * The client side of one response, written as Ollama writes it: no status line and no headers
  * until the first chunk exists (so a failure before it is a real 4xx/5xx `{"error":"…"}`), and
  * after that a failure is one final `{"error":"…"}` NDJSON line (reference §3, `streamResponse`).
- * Writes honour backpressure: `write` resolves once the socket buffer has drained.
+ *
+ * Memory per stream is bounded: token streams (`write`) do not wait for a slow client, so the
+ * upstream (and its GPU slot) runs at model speed, but at most `limits.maxBufferedBytes` may wait
+ * in the response buffer; past that the client is cut off (socket destroyed, which aborts the
+ * upstream request) and `write` throws PARLEY_ERR_STREAM_CLIENT_TOO_SLOW. Whole bodies relayed
+ * in pieces (`write(…, { wait: true })`) honour backpressure instead: they wait for 'drain'.
  */
 export class ClientStream {
   private endsWithNewline = true;
   private closedByPeer = false;
+  private cut = false;
 
   constructor(
     readonly res: ServerResponse,
     private readonly baseHeaders: Record<string, string>,
+    private limits: ClientStreamLimits = { maxBufferedBytes: Number.POSITIVE_INFINITY },
   ) {
     res.once('close', () => {
       if (!res.writableFinished) this.closedByPeer = true;
@@ -39,13 +55,38 @@ export class ClientStream {
     this.res.writeHead(status, { ...this.baseHeaders, ...headers });
   }
 
-  /** Writes bytes; resolves when the client can take more (backpressure), or at once if it is gone. */
-  async write(chunk: string | Buffer): Promise<void> {
+  /** Sets the per-stream memory cap (the pipeline does, from `memory.streamBufferMaxBytes`). */
+  limit(limits: ClientStreamLimits): void {
+    this.limits = limits;
+  }
+
+  /** True once the client was cut off for reading too slowly. */
+  get cutOff(): boolean {
+    return this.cut;
+  }
+
+  /**
+   * Writes bytes. By default does not wait for the client, but cuts it off once more than
+   * `limits.maxBufferedBytes` wait for it; with `wait`, resolves once the client can take more
+   * (backpressure). Resolves at once if the client is gone.
+   * @throws ParleyError PARLEY_ERR_STREAM_CLIENT_TOO_SLOW when this write cut the client off
+   */
+  async write(chunk: string | Buffer, opts: { wait?: boolean } = {}): Promise<void> {
     if (this.gone || chunk.length === 0) return;
     const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1];
     this.endsWithNewline = last === 10;
-    if (!this.res.write(chunk)) {
-      await once(this.res, 'drain').catch(() => undefined);
+    const ok = this.res.write(chunk);
+    if (opts.wait) {
+      if (!ok) await once(this.res, 'drain').catch(() => undefined);
+      return;
+    }
+    const buffered = this.res.writableLength;
+    if (buffered > this.limits.maxBufferedBytes) {
+      this.cut = true;
+      this.limits.onCutOff?.(buffered);
+      // Destroying the socket frees the buffer now; its 'close' aborts the upstream request.
+      this.res.destroy();
+      throw new ParleyError('PARLEY_ERR_STREAM_CLIENT_TOO_SLOW', `the client read too slowly: more than ${this.limits.maxBufferedBytes} bytes waited for it (memory.streamBufferMaxBytes)`);
     }
   }
 

@@ -1,10 +1,17 @@
 import type { Dispatcher } from 'undici';
 import { ParleyError, isParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { MessageInput } from '../conversations/session-store.js';
 import type { SessionService } from '../conversations/session-service.js';
 import type { UpstreamEntry, UpstreamPool } from '../upstream/upstream-pool.js';
+import { normalizeModelName } from '../upstream/model-name.js';
 import type { Lease } from '../queue/admission-queue.js';
+import type { DegradedResponder } from '../resilience/degraded-mode.js';
+import type { MemoryGuardian } from '../resilience/memory-guardian.js';
+import { ReplyCapture, cacheKey, isDeterministic, type ResponseCache } from '../resilience/response-cache.js';
+import { RequestRetry } from '../resilience/retry-policy.js';
+import { UpstreamStatusFailure, isRetryableStatus, isUnavailability, isUpstreamStatusFailure, parseRetryAfterMs, timeoutKind } from '../resilience/upstream-failure.js';
 import type { ClientStream } from './client-stream.js';
 import { QueueFeedback } from './queue-feedback.js';
 import { passHeaders, relayRaw, upstreamFailure } from './raw-relay.js';
@@ -31,18 +38,67 @@ export interface ModelCall {
   forwardHeaders: Record<string, string>;
 }
 
+/** The response cache as the pipeline uses it. */
+export interface PipelineCache {
+  store: ResponseCache;
+  /** Degraded mode `cache`: oldest answer served, in ms. */
+  degradedTtlMs: number;
+  /** Normal operation: deterministic requests answered from the cache this long, in ms; 0 = off. */
+  deterministicTtlMs: number;
+  /** Record answers at all (degraded mode is `cache`, or deterministicTtlMs > 0). */
+  record: boolean;
+}
+
+/** Memory caps the pipeline enforces (memory guardian, seed 000). */
+export interface PipelineLimits {
+  streamBufferMaxBytes: number;
+  sessionMaxMessages: number;
+  sessionMaxBytes: number;
+}
+
 export interface ModelCallDeps {
   pool: UpstreamPool;
   sessions: SessionService;
   logger: Logger;
   positionUpdateIntervalMs: number;
+  /** Retries before the first byte; default: none. */
+  retry?: RequestRetry | undefined;
+  /** Degraded-mode answers when no upstream can serve; default: the plain error. */
+  degraded?: DegradedResponder | undefined;
+  cache?: PipelineCache | undefined;
+  guardian?: MemoryGuardian | undefined;
+  metrics?: Metrics | undefined;
+  limits?: PipelineLimits | undefined;
 }
 
+/** What the pipeline works out before calling an upstream. */
+interface Prepared {
+  body: Record<string, unknown>;
+  json: string;
+  /** Session whose turn is stored (chat with a session and new messages). */
+  session: string | undefined;
+  newMessages: MessageInput[];
+  /** Response-cache key (chat/generate, when the cache records). */
+  key: string | undefined;
+  /** First user message of a conversation (degraded static mode greets). */
+  firstTurn: boolean;
+}
+
+const NO_RETRY = new RequestRetry({ maxRetries: 0, baseDelayMs: 1, maxDelayMs: 1, retryAfterCapMs: 0 });
+
 /**
- * The one request pipeline for model calls: admit → lease a slot on an upstream that serves the
- * model → build the prompt (session history + new messages) → call upstream → relay the stream →
- * persist the turn. A client disconnect (the `signal`) leaves the queue at once, or aborts the
- * upstream request mid-reply; the partial reply is stored `incomplete`.
+ * The one request pipeline for model calls: admit (memory guardian) → build the prompt (session
+ * history + new messages, within the session caps) → [answer an identical deterministic request
+ * from the cache] → pick an upstream that serves the model and whose breaker admits it → lease a
+ * slot → call it through its breaker → relay the stream → persist the turn.
+ *
+ * Resilience (issue 5): a failure before anything of the reply was relayed (connection refused or
+ * reset, connect / first-byte timeout, 502/503/504, an open breaker) is retried with backoff on
+ * another upstream that serves the model when there is one; never once the upstream's reply
+ * started or any byte reached the client. When no upstream can serve, degraded mode answers
+ * (error / cache / static), marked, and nothing of it is stored. A client disconnect (the
+ * `signal`) leaves the queue at once, or aborts the upstream request mid-reply; the partial reply
+ * is stored `incomplete`.
  */
 export class ModelCallService {
   private draining = false;
@@ -54,32 +110,70 @@ export class ModelCallService {
   /** Runs the call and writes the whole response to `client`. Never throws: failures are answered. */
   async run(call: ModelCall, client: ClientStream, signal: AbortSignal): Promise<void> {
     this.inFlight++;
+    const startedAt = performance.now();
+    const { metrics } = this.deps;
     const log = this.deps.logger.child({ reqId: call.requestId });
-    let lease: Lease | undefined;
+    let outcome = 'ok';
+    let prep: Prepared | undefined;
+    const state = { committed: false };
     try {
       if (this.draining) throw new ParleyError('PARLEY_ERR_SHUTTING_DOWN', 'Parley is shutting down; please try again shortly', { headers: { 'Retry-After': '5' } });
-      const entry = this.deps.pool.pick(call.model);
-      const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
-      const feedback = streaming && call.queueUpdates ? new QueueFeedback(client, call, this.deps.positionUpdateIntervalMs) : undefined;
-      lease = await entry.queue.acquire({
-        requestId: call.requestId,
-        signal,
-        meta: { model: call.model, endpoint: call.endpoint },
-        ...(feedback ? { onPosition: (u: { position: number; depth: number }) => feedback.update(u) } : {}),
-      });
-      feedback?.stop();
-      if (lease.waitedMs > 0) log.debug({ waitedMs: lease.waitedMs, upstream: entry.node.url }, 'request.granted');
-      await this.callUpstream(call, entry, client, signal);
+      this.deps.guardian?.admit();
+      const limits = this.deps.limits;
+      if (limits) {
+        client.limit({
+          maxBufferedBytes: limits.streamBufferMaxBytes,
+          onCutOff: (bufferedBytes) => {
+            metrics?.slowClientsCut.inc();
+            log.warn({ bufferedBytes, limitBytes: limits.streamBufferMaxBytes }, 'stream.client_too_slow');
+          },
+        });
+      }
+      prep = await this.prepare(call);
+      if (this.answerFromCache(call, prep, client)) {
+        outcome = 'cache';
+        return;
+      }
+      const tried = new Set<UpstreamEntry>();
+      const p = prep;
+      await (this.deps.retry ?? NO_RETRY).execute(
+        async (attempt) => {
+          const entry = this.deps.pool.pickForCall(call.model, tried);
+          tried.add(entry);
+          await this.attemptOn(entry, attempt, call, p, client, signal, state, log);
+        },
+        {
+          signal,
+          // The rule: never retry once the upstream's reply started or any byte reached the client.
+          mayRetry: () => !state.committed && !client.started,
+          onRetry: (e, delayMs, attempt) => {
+            const code = isParleyError(e) ? e.code : 'unknown';
+            metrics?.retries.inc({ code });
+            log.info({ code, status: isParleyError(e) ? e.status : undefined, delayMs, attempt }, 'request.retrying');
+          },
+        },
+      );
     } catch (e) {
       if (signal.aborted || client.gone) {
-        log.info({ code: isParleyError(e) ? e.code : undefined }, 'request.client_gone');
+        outcome = client.cutOff ? 'client_too_slow' : 'client_gone';
+        log.info({ code: isParleyError(e) ? e.code : undefined }, client.cutOff ? 'request.client_cut_off' : 'request.client_gone');
+      } else if (!client.started && isUpstreamStatusFailure(e)) {
+        // Retries used up on an upstream error status: relay it exactly as Ollama sent it.
+        outcome = 'upstream_error';
+        log.warn({ code: e.code, status: e.upstreamStatus, upstream: e.upstreamUrl }, 'request.failed');
+        client.sendWhole(e.upstreamStatus, e.upstreamHeaders, e.upstreamBody);
+      } else if (isUnavailability(e) && this.deps.degraded) {
+        outcome = 'degraded';
+        this.answerDegraded(call, prep, client, e, log);
       } else {
+        outcome = 'error';
+        if (isParleyError(e) && e.code === 'PARLEY_ERR_OVERLOADED') metrics?.shedRequests.inc();
         const level = isParleyError(e) && e.status < 500 ? 'info' : 'warn';
         log[level]({ err: e, code: isParleyError(e) ? e.code : 'PARLEY_ERR_INTERNAL' }, 'request.failed');
         client.fail(e);
       }
     } finally {
-      lease?.release();
+      metrics?.requestDuration.observe({ endpoint: call.endpoint, outcome }, (performance.now() - startedAt) / 1000);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
@@ -95,32 +189,155 @@ export class ModelCallService {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async callUpstream(call: ModelCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal): Promise<void> {
+  /** Model calls running or queued now. */
+  get active(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * Builds the upstream body: for a session turn, the stored history + the new messages
+   * (always streamed upstream, so a reply cut short can be kept as it was).
+   * @throws ParleyError PARLEY_ERR_SESSION_TOO_LARGE over the session caps,
+   *   PARLEY_ERR_STORAGE_UNAVAILABLE when the history cannot be read
+   */
+  private async prepare(call: ModelCall): Promise<Prepared> {
     const body = { ...call.body };
     const newMessages = Array.isArray(body.messages) ? (body.messages as MessageInput[]) : [];
     const session = call.endpoint === 'chat' && call.sessionId !== undefined && newMessages.length > 0 ? call.sessionId : undefined;
     if (session !== undefined) {
-      body.messages = [...(await this.deps.sessions.history(session)), ...newMessages];
-      // Always stream upstream for a session turn, so a reply cut short can be kept as it was.
+      const history = await this.deps.sessions.history(session);
+      const limits = this.deps.limits;
+      if (limits) {
+        const count = history.length + newMessages.length;
+        const bytes = Buffer.byteLength(JSON.stringify(history)) + Buffer.byteLength(JSON.stringify(newMessages));
+        if (count > limits.sessionMaxMessages || bytes > limits.sessionMaxBytes) {
+          throw new ParleyError(
+            'PARLEY_ERR_SESSION_TOO_LARGE',
+            `session '${session}' is too large (${count} messages, ${bytes} bytes; the caps are ${limits.sessionMaxMessages} messages and ${limits.sessionMaxBytes} bytes); please start a new session`,
+          );
+        }
+      }
+      body.messages = [...history, ...newMessages];
       body.stream = true;
     }
+    const generating = call.endpoint === 'chat' || call.endpoint === 'generate';
+    const key = generating && this.deps.cache?.record ? cacheKey(call.endpoint, normalizeModelName(call.model), body) : undefined;
+    const firstTurn =
+      call.endpoint === 'chat'
+        ? (body.messages as Array<{ role?: unknown }> | undefined ?? []).filter((m) => m?.role === 'user').length <= 1
+        : !Array.isArray(body.context) || body.context.length === 0;
+    return { body, json: JSON.stringify(body), session, newMessages, key, firstTurn };
+  }
+
+  /** Normal operation: an identical deterministic request (no session) answered from the cache. */
+  private answerFromCache(call: ModelCall, prep: Prepared, client: ClientStream): boolean {
+    const cache = this.deps.cache;
+    if (!cache || cache.deterministicTtlMs === 0 || !prep.key || prep.session !== undefined || !this.deps.degraded) return false;
+    if (!isDeterministic(prep.body)) return false;
+    const hit = cache.store.get(prep.key, cache.deterministicTtlMs);
+    this.deps.metrics?.cacheLookups.inc({ purpose: 'deterministic', result: hit ? 'hit' : 'miss' });
+    if (!hit) return false;
+    const a = this.deps.degraded.cachedAnswer({ endpoint: call.endpoint, model: call.model, stream: call.clientStream, firstTurn: prep.firstTurn, cached: hit });
+    client.sendWhole(a.status, a.headers, a.body);
+    return true;
+  }
+
+  /** One attempt on one upstream: lease a slot, then call it through its breaker. */
+  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: Prepared, client: ClientStream, signal: AbortSignal, state: { committed: boolean }, log: Logger): Promise<void> {
+    const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
+    const feedback = attempt === 0 && streaming && call.queueUpdates ? new QueueFeedback(client, call, this.deps.positionUpdateIntervalMs) : undefined;
+    let lease: Lease | undefined;
+    try {
+      lease = await entry.queue.acquire({
+        requestId: call.requestId,
+        signal,
+        meta: { model: call.model, endpoint: call.endpoint },
+        ...(feedback ? { onPosition: (u: { position: number; depth: number }) => feedback.update(u) } : {}),
+      });
+      feedback?.stop();
+      if (lease.waitedMs > 0) log.debug({ waitedMs: lease.waitedMs, upstream: entry.node.url }, 'request.granted');
+      await entry.breaker.execute(() => this.callUpstream(call, prep, entry, client, signal, state));
+      this.deps.pool.recordCall(entry, null);
+    } catch (e) {
+      feedback?.stop();
+      if (!signal.aborted && !client.gone && isParleyError(e) && e.code.startsWith('PARLEY_ERR_UPSTREAM_') && e.code !== 'PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN') {
+        this.deps.pool.recordCall(entry, isUpstreamStatusFailure(e) ? `status_${e.upstreamStatus}` : e.code);
+        const kind = timeoutKind(e);
+        if (kind) this.deps.metrics?.upstreamTimeouts.inc({ upstream: entry.node.url, kind });
+        log.warn({ code: e.code, upstream: entry.node.url, attempt, committed: state.committed }, 'upstream.call_failed');
+      }
+      throw e;
+    } finally {
+      lease?.release();
+    }
+  }
+
+  private async callUpstream(call: ModelCall, prep: Prepared, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: { committed: boolean }): Promise<void> {
     const upstream = await entry.node.request({
       method: 'POST',
       path: `/api/${call.endpoint}`,
       headers: { 'content-type': 'application/json', 'x-request-id': call.requestId, ...call.forwardHeaders },
-      body: JSON.stringify(body),
+      body: prep.json,
       signal,
     });
     if (upstream.statusCode !== 200) {
+      if (!client.started && isRetryableStatus(upstream.statusCode)) {
+        const bytes = Buffer.from(await upstream.body.arrayBuffer());
+        throw new UpstreamStatusFailure(upstream.statusCode, passHeaders(upstream, false), bytes, parseRetryAfterMs(upstream.headers['retry-after']), entry.node.url);
+      }
       await this.relayFailure(upstream, client);
       return;
     }
-    if (session === undefined) {
-      await relayRaw(upstream, client, entry.node.url);
-      return;
+    // From here on the reply is this upstream's: nothing is retried any more.
+    state.committed = true;
+    const capture = prep.key && (call.endpoint === 'chat' || call.endpoint === 'generate') ? new ReplyCapture(call.endpoint, 1024 * 1024) : undefined;
+    const tap = capture ? (b: Buffer) => capture.push(b) : undefined;
+    if (prep.session === undefined) {
+      await relayRaw(upstream, client, entry.node.url, tap);
+    } else {
+      const recorder = this.deps.sessions.recorder(prep.session, call.model, prep.newMessages);
+      await relaySessionStream(upstream, client, { sessionId: prep.session, clientStream: call.clientStream, recorder, upstreamUrl: entry.node.url, tap });
     }
-    const recorder = this.deps.sessions.recorder(session, call.model, newMessages);
-    await relaySessionStream(upstream, client, { sessionId: session, clientStream: call.clientStream, recorder, upstreamUrl: entry.node.url });
+    const reply = capture?.result();
+    if (reply && prep.key && this.deps.cache) {
+      this.deps.cache.store.set(prep.key, reply);
+      this.deps.metrics?.cacheEntries.set(this.deps.cache.store.size);
+      this.deps.metrics?.cacheBytes.set(this.deps.cache.store.bytes);
+    }
+  }
+
+  /**
+   * Degraded mode: no upstream could serve. Answers per `degraded.mode`, marked with
+   * X-Parley-Degraded and `"degraded"` on every chunk; nothing is stored in the session.
+   */
+  private answerDegraded(call: ModelCall, prep: Prepared | undefined, client: ClientStream, cause: unknown, log: Logger): void {
+    const degraded = this.deps.degraded!;
+    const cache = this.deps.cache;
+    let cached;
+    if (degraded.opts.mode === 'cache' && cache && prep?.key) {
+      cached = cache.store.get(prep.key, cache.degradedTtlMs);
+      this.deps.metrics?.cacheLookups.inc({ purpose: 'degraded', result: cached ? 'hit' : 'miss' });
+    }
+    const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
+    const answer = degraded.answer({
+      endpoint: call.endpoint,
+      model: call.model,
+      stream: streaming,
+      firstTurn: prep?.firstTurn ?? true,
+      cached,
+      reason: isParleyError(cause) ? cause.message : undefined,
+      ...(prep?.session !== undefined ? { extraFields: { session_id: prep.session } } : {}),
+    });
+    this.deps.metrics?.degradedResponses.inc({ mode: answer.mode, endpoint: call.endpoint });
+    log.warn({ code: answer.mode === 'error' ? 'PARLEY_ERR_DEGRADED_UNAVAILABLE' : undefined, cause: isParleyError(cause) ? cause.code : undefined, err: cause, mode: answer.mode }, 'request.degraded');
+    if (!client.started) {
+      client.sendWhole(answer.status, answer.headers, answer.body);
+    } else if (answer.status === 200 && streaming) {
+      // Queue updates already started the response: the chunks still carry "degraded".
+      client.end(answer.body);
+    } else {
+      client.end(answer.body + '\n');
+    }
   }
 
   /** An upstream error before any chunk: relayed with its own status and bytes, as Ollama sent them. */

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { ParleyError } from '../errors/parley-error.js';
+import { ParleyError, isParleyError } from '../errors/parley-error.js';
 import type { ClientStream } from './client-stream.js';
 
 /** Response headers worth passing from an upstream to the client (hop-by-hop ones are dropped). */
@@ -18,10 +18,16 @@ export function passHeaders(res: Dispatcher.ResponseData, withLength: boolean): 
  * out with the first body chunk, as Ollama's do. If the client response was already started
  * (queue position updates), the upstream's status line is lost, so a non-200 body is relayed
  * as an error line.
- * @throws ParleyError PARLEY_ERR_UPSTREAM_STREAM_BROKEN when the upstream connection fails mid-body
+ * NDJSON streams are written without waiting for the client (bounded by the client stream's
+ * buffer cap); other bodies wait for the client (backpressure).
+ * `tap` sees every upstream chunk (the response cache records answers with it).
+ * @throws ParleyError PARLEY_ERR_UPSTREAM_STREAM_BROKEN when the upstream connection fails mid-body,
+ *   PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT when it goes silent longer than upstream.bodyTimeoutMs,
+ *   PARLEY_ERR_STREAM_CLIENT_TOO_SLOW when the client was cut off
  */
-export async function relayRaw(upstream: Dispatcher.ResponseData, client: ClientStream, upstreamUrl: string): Promise<void> {
+export async function relayRaw(upstream: Dispatcher.ResponseData, client: ClientStream, upstreamUrl: string, tap?: (chunk: Buffer) => void): Promise<void> {
   const startedEarly = client.started;
+  const wait = !String(upstream.headers['content-type'] ?? '').includes('ndjson');
   let first = true;
   let lastByte = 10;
   try {
@@ -31,14 +37,26 @@ export async function relayRaw(upstream: Dispatcher.ResponseData, client: Client
         first = false;
       }
       lastByte = chunk[chunk.length - 1] ?? lastByte;
-      await client.write(chunk);
+      tap?.(chunk);
+      await client.write(chunk, { wait });
     }
   } catch (e) {
-    if (client.gone) throw e;
-    throw new ParleyError('PARLEY_ERR_UPSTREAM_STREAM_BROKEN', `connection to Ollama at ${upstreamUrl} was lost mid-reply`, { cause: e });
+    if (client.gone || isParleyError(e)) throw e;
+    throw midStreamError(e, upstreamUrl);
   }
   if (first) client.start(upstream.statusCode, passHeaders(upstream, true));
   client.end(startedEarly && lastByte !== 10 ? '\n' : undefined);
+}
+
+/**
+ * The error for an upstream read that failed after the reply started: PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT
+ * for undici's body timeout (silence between chunks), else PARLEY_ERR_UPSTREAM_STREAM_BROKEN.
+ */
+export function midStreamError(e: unknown, upstreamUrl: string): ParleyError {
+  if ((e as { code?: unknown }).code === 'UND_ERR_BODY_TIMEOUT') {
+    return new ParleyError('PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT', `Ollama at ${upstreamUrl} went silent mid-reply (no chunk within upstream.bodyTimeoutMs)`, { cause: e });
+  }
+  return new ParleyError('PARLEY_ERR_UPSTREAM_STREAM_BROKEN', `connection to Ollama at ${upstreamUrl} was lost mid-reply`, { cause: e });
 }
 
 /** Reads a small upstream error body and turns it into a ParleyError with the upstream's status and text. */

@@ -3,6 +3,7 @@ import { ParleyError } from '../errors/parley-error.js';
 import { metricsFromChunk, type TurnRecorder } from '../conversations/turn-recorder.js';
 import { JSON_UTF8, NDJSON, type ClientStream } from './client-stream.js';
 import { NdjsonLines } from './ndjson-lines.js';
+import { midStreamError } from './raw-relay.js';
 
 export interface SessionRelayOptions {
   sessionId: string;
@@ -10,6 +11,8 @@ export interface SessionRelayOptions {
   clientStream: boolean;
   recorder: TurnRecorder;
   upstreamUrl: string;
+  /** Sees every upstream chunk (the response cache records answers with it). */
+  tap?: ((chunk: Buffer) => void) | undefined;
 }
 
 /**
@@ -56,6 +59,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
 
   try {
     for await (const buf of upstream.body as AsyncIterable<Buffer>) {
+      opts.tap?.(buf);
       for (const line of lines.push(buf)) {
         if (!ended) await handle(line);
       }
@@ -67,7 +71,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     // Storage failures (already ParleyErrors) pass as they are; anything else broke the upstream read.
     if (!ended) await recorder.finish('incomplete', null);
     if (client.gone || e instanceof ParleyError) throw e;
-    throw new ParleyError('PARLEY_ERR_UPSTREAM_STREAM_BROKEN', `connection to Ollama at ${opts.upstreamUrl} was lost mid-reply`, { cause: e });
+    throw midStreamError(e, opts.upstreamUrl);
   }
   if (!ended) {
     // The upstream ended without done:true (Ollama's repetition guard does this): keep what

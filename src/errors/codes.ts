@@ -45,7 +45,7 @@ export const ERROR_CODES = {
   PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT: { status: 504, retryable: true, description: 'The upstream went silent mid-reply for longer than upstream.bodyTimeoutMs; sent as a final {"error"} line.' },
   PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN: { status: 503, retryable: true, description: 'The upstream\'s circuit breaker is open after consecutive failures; requests go elsewhere or are refused at once.' },
   // resilience
-  PARLEY_ERR_DEGRADED_UNAVAILABLE: { status: 503, retryable: true, description: 'Degraded mode "error": no upstream can serve the model; answered with Retry-After and X-Parley-Degraded: error.' },
+  PARLEY_ERR_DEGRADED_UNAVAILABLE: { status: 503, retryable: true, description: 'Degraded mode "error" (default): no upstream can serve the model (refused, timed out, breakers open, retries used up); 503 {"error":"Ollama is unavailable right now (…)…"} with Retry-After and X-Parley-Degraded: error.' },
   PARLEY_ERR_OVERLOADED: { status: 503, retryable: true, description: 'The memory guardian is shedding load (process memory above memory.shedAboveRssBytes); running requests finish.' },
   PARLEY_ERR_STREAM_CLIENT_TOO_SLOW: { status: 503, retryable: true, description: 'The client read too slowly: more than memory.streamBufferMaxBytes waited for it, so it was cut off and the upstream aborted.' },
   PARLEY_ERR_SESSION_TOO_LARGE: { status: 413, retryable: false, description: 'The session\'s stored history is over memory.sessionMaxMessages or memory.sessionMaxBytes; start a new session.' },

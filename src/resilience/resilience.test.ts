@@ -180,7 +180,9 @@ describe('DegradedResponder', () => {
     expect(a.status).toBe(503);
     expect(a.headers['Retry-After']).toBe('10');
     expect(a.headers[DEGRADED_HEADER]).toBe('error');
-    expect(JSON.parse(a.body)).toEqual({ error: "Ollama is unavailable right now, so model 'llama3.2' cannot answer; please try again in 10 seconds", degraded: 'error' });
+    expect(JSON.parse(a.body)).toEqual({ error: "Ollama is unavailable right now, so model 'llama3.2' cannot answer; please try again in 10 seconds" });
+    const b = new DegradedResponder(opts).answer({ endpoint: 'embed', model: 'e', stream: false, firstTurn: true, reason: 'Ollama at http://u is unavailable: ECONNREFUSED' });
+    expect(JSON.parse(b.body).error).toBe("Ollama is unavailable right now (Ollama at http://u is unavailable: ECONNREFUSED), so model 'e' cannot answer; please try again in 10 seconds");
   });
 
   it('static: greeting on the first turn, apology and retry line, every chunk marked', () => {

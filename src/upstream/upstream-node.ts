@@ -24,6 +24,8 @@ export interface UpstreamHealth {
   error: string | null;
   /** Normalised names from the last successful `/api/tags`. */
   models: string[];
+  /** Models loaded in memory at the last check (`/api/ps`). */
+  loadedModels: string[];
 }
 
 export interface UpstreamRequest {
@@ -56,7 +58,7 @@ export class UpstreamNode {
       keepAliveTimeout: 30_000,
       pipelining: 1,
     });
-    this.health = { url: this.url, reachable: undefined, version: null, latencyMs: null, lastCheckAt: null, error: null, models: [] };
+    this.health = { url: this.url, reachable: undefined, version: null, latencyMs: null, lastCheckAt: null, error: null, models: [], loadedModels: [] };
   }
 
   /**
@@ -85,7 +87,9 @@ export class UpstreamNode {
   }
 
   /** Records a health check result. */
-  recordHealth(result: { reachable: boolean; version?: string | null; latencyMs?: number | null; error?: string | null; models?: string[] }, now: Date): void {
+  recordHealth(result: { reachable: boolean; version?: string | null; latencyMs?: number | null; error?: string | null; models?: string[]; loadedModels?: string[] | undefined }, now: Date): void {
+    if (result.loadedModels) this.health.loadedModels = result.loadedModels;
+    if (!result.reachable) this.health.loadedModels = [];
     this.health.reachable = result.reachable;
     this.health.lastCheckAt = now.toISOString();
     this.health.error = result.error ?? null;

@@ -1,12 +1,28 @@
 import type { Logger } from '../observability/logger.js';
 import type { ParleyConfig } from '../config/schema.js';
+import type { Metrics } from '../observability/metrics.js';
+import { ParleyError } from '../errors/parley-error.js';
 import { AdmissionQueue } from '../queue/admission-queue.js';
+import { UpstreamBreaker } from '../resilience/upstream-breaker.js';
 import { UpstreamNode } from './upstream-node.js';
 
-/** An upstream with its admission queue: model requests take a lease from `queue` first. */
+/** What real model calls (not health probes) last saw of an upstream: "is inference answering". */
+export interface InferenceRecord {
+  lastOkAt: string | null;
+  lastFailureAt: string | null;
+  /** Error code of the last failed call, or null. */
+  lastFailure: string | null;
+}
+
+/**
+ * An upstream with its admission queue and circuit breaker: model requests take a lease from
+ * `queue`, then run through `breaker`.
+ */
 export interface UpstreamEntry {
   node: UpstreamNode;
   queue: AdmissionQueue;
+  breaker: UpstreamBreaker;
+  inference: InferenceRecord;
 }
 
 /**
@@ -16,16 +32,34 @@ export interface UpstreamEntry {
 export class UpstreamPool {
   readonly entries: readonly UpstreamEntry[];
   private timer: NodeJS.Timeout | undefined;
+  private running = false;
   private checking: Promise<void> | undefined;
   private readonly logger: Logger;
   private readonly healthIntervalMs: number;
+  private readonly healthIntervalDownMs: number;
   private readonly healthTimeoutMs: number;
+  private readonly metrics: Metrics | undefined;
 
-  constructor(config: ParleyConfig, logger: Logger) {
+  constructor(config: ParleyConfig, logger: Logger, metrics?: Metrics) {
     this.logger = logger;
+    this.metrics = metrics;
     this.healthIntervalMs = config.upstream.healthIntervalMs;
+    this.healthIntervalDownMs = Math.min(config.upstream.healthIntervalDownMs || config.upstream.healthIntervalMs, config.upstream.healthIntervalMs);
     this.healthTimeoutMs = Math.max(1_000, Math.min(config.upstream.connectTimeoutMs + 2_000, 10_000));
     this.entries = config.upstreams.map((origin, i) => ({
+      breaker: new UpstreamBreaker({
+        url: origin.replace(/\/+$/, ''),
+        threshold: config.resilience.breakerThreshold,
+        halfOpenAfterMs: config.resilience.breakerHalfOpenAfterMs,
+        onStateChange: (state) => {
+          const url = origin.replace(/\/+$/, '');
+          metrics?.breakerState.set({ upstream: url }, state === 'closed' ? 0 : state === 'open' ? 1 : 2);
+          if (state === 'open') metrics?.breakerOpened.inc({ upstream: url });
+          const event = state === 'open' ? 'upstream.breaker_opened' : state === 'half_open' ? 'upstream.breaker_half_opened' : 'upstream.breaker_closed';
+          logger[state === 'open' ? 'warn' : 'info']({ upstream: url }, event);
+        },
+      }),
+      inference: { lastOkAt: null, lastFailureAt: null, lastFailure: null },
       node: new UpstreamNode({
         origin,
         connectTimeoutMs: config.upstream.connectTimeoutMs,
@@ -43,26 +77,35 @@ export class UpstreamPool {
   }
 
   /**
-   * The upstream to run `model` on: among upstreams not known to be down, those whose last
-   * `/api/tags` listed the model, the least loaded (running + waiting); ties go to the
-   * earlier one in config order. With no such upstream, the first one not known to be down,
-   * else the first one (so the request fails with a clear upstream error, or succeeds if it is back).
+   * The upstream for a management call about `model` (show, copy, delete): among upstreams not
+   * known to be down, one whose last `/api/tags` listed the model, the least loaded; else the first
+   * not known to be down, else the first. Breakers are not consulted (they guard model calls).
    */
   pick(model: string): UpstreamEntry {
     const up = this.entries.filter((e) => e.node.health.reachable !== false);
     const serving = up.filter((e) => e.node.servesModel(model));
-    const pool = serving.length > 0 ? serving : up;
-    if (pool.length === 0) return this.entries[0]!;
-    let best = pool[0]!;
-    let bestLoad = load(best);
-    for (const e of pool) {
-      const l = load(e);
-      if (l < bestLoad) {
-        best = e;
-        bestLoad = l;
-      }
+    return leastLoaded(serving.length > 0 ? serving : up.length > 0 ? up : [this.entries[0]!]);
+  }
+
+  /**
+   * The upstream to run a model call on. Only upstreams whose circuit breaker admits a request
+   * count (closed, or open long enough for a half-open probe); those in `exclude` (already tried
+   * by this request) are skipped while others remain. Among them: not known to be down and whose
+   * last `/api/tags` listed the model, else not known to be down, else any (the health state may
+   * be stale: the request fails with a clear upstream error, or succeeds if it is back); the
+   * least loaded (running + waiting) first, ties to the earlier one in config order.
+   * @throws ParleyError PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN when every upstream's breaker is open
+   */
+  pickForCall(model: string, exclude?: ReadonlySet<UpstreamEntry>): UpstreamEntry {
+    const admitted = this.entries.filter((e) => e.breaker.admits);
+    if (admitted.length === 0) {
+      throw new ParleyError('PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN', `every Ollama upstream failed repeatedly and is paused (circuit breaker open); model '${model}' cannot be served right now`);
     }
-    return best;
+    const fresh = exclude ? admitted.filter((e) => !exclude.has(e)) : admitted;
+    const candidates = fresh.length > 0 ? fresh : admitted;
+    const up = candidates.filter((e) => e.node.health.reachable !== false);
+    const serving = up.filter((e) => e.node.servesModel(model));
+    return leastLoaded(serving.length > 0 ? serving : up.length > 0 ? up : candidates);
   }
 
   /** The upstream for management calls (pull, create, copy, delete, blobs): the first not known to be down. */
@@ -91,15 +134,39 @@ export class UpstreamPool {
     return this.checking;
   }
 
+  /**
+   * Checks every upstream every `upstream.healthIntervalMs`, and every
+   * `upstream.healthIntervalDownMs` (500 ms) while one is down or its breaker is not closed, so an
+   * upstream that comes back is in service again within about a second of answering.
+   */
   startHealthChecks(): void {
-    if (this.timer || this.healthIntervalMs === 0) return;
-    void this.checkAll();
-    this.timer = setInterval(() => void this.checkAll(), this.healthIntervalMs);
-    this.timer.unref();
+    if (this.running || this.healthIntervalMs === 0) return;
+    this.running = true;
+    const loop = () => {
+      void this.checkAll().finally(() => {
+        if (!this.running) return;
+        const anyDown = this.entries.some((e) => e.node.health.reachable === false || e.breaker.state !== 'closed');
+        this.timer = setTimeout(loop, anyDown ? this.healthIntervalDownMs : this.healthIntervalMs);
+        this.timer.unref();
+      });
+    };
+    loop();
+  }
+
+  /** Records the outcome of a real model call (health: "is inference answering", not just "reachable"). */
+  recordCall(entry: UpstreamEntry, failureCode: string | null): void {
+    const now = new Date().toISOString();
+    if (failureCode === null) entry.inference.lastOkAt = now;
+    else {
+      entry.inference.lastFailureAt = now;
+      entry.inference.lastFailure = failureCode;
+      this.metrics?.upstreamFailures.inc({ upstream: entry.node.url, code: failureCode });
+    }
   }
 
   async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await Promise.all(this.entries.map((e) => e.node.close()));
   }
@@ -109,19 +176,41 @@ export class UpstreamPool {
     const signal = AbortSignal.timeout(this.healthTimeoutMs);
     const wasReachable = node.health.reachable;
     try {
+      // HEAD / is Ollama's liveness ("Ollama is running"); /api/version and /api/tags what it
+      // offers; /api/ps which models are loaded now.
+      const head = await node.request({ method: 'HEAD', path: '/', signal });
+      await head.body.dump();
       const v = await node.request({ method: 'GET', path: '/api/version', signal });
       const version = v.statusCode === 200 ? ((await v.body.json()) as { version?: string }).version ?? null : (await v.body.dump(), null);
       const latencyMs = Math.round((performance.now() - started) * 100) / 100;
       const t = await node.request({ method: 'GET', path: '/api/tags', signal });
       const models = t.statusCode === 200 ? (((await t.body.json()) as { models?: Array<{ name?: string }> | null }).models ?? []).map((m) => String(m.name)) : (await t.body.dump(), undefined);
-      node.recordHealth({ reachable: true, version, latencyMs, models }, new Date());
+      const ps = await node.request({ method: 'GET', path: '/api/ps', signal });
+      const loaded = ps.statusCode === 200 ? (((await ps.body.json()) as { models?: Array<{ name?: string }> | null }).models ?? []).map((m) => String(m.name)) : (await ps.body.dump(), undefined);
+      node.recordHealth({ reachable: true, version, latencyMs, models, loadedModels: loaded }, new Date());
+      this.metrics?.upstreamReachable.set({ upstream: node.url }, 1);
       if (wasReachable === false) this.logger.info({ upstream: node.url }, 'upstream.recovered');
     } catch (e) {
       const error = e instanceof Error ? e.message : String(e);
       node.recordHealth({ reachable: false, error }, new Date());
+      this.metrics?.upstreamReachable.set({ upstream: node.url }, 0);
       if (wasReachable !== false) this.logger.warn({ upstream: node.url, err: error }, 'upstream.unreachable');
     }
   }
+}
+
+/** The least loaded entry of a non-empty list; ties go to the earlier one. */
+function leastLoaded(pool: UpstreamEntry[]): UpstreamEntry {
+  let best = pool[0]!;
+  let bestLoad = load(best);
+  for (const e of pool) {
+    const l = load(e);
+    if (l < bestLoad) {
+      best = e;
+      bestLoad = l;
+    }
+  }
+  return best;
 }
 
 /** Every upstream has the same slot count (queue.slotsPerUpstream), so load is running + waiting. */

@@ -4,6 +4,7 @@ import type { SessionService } from '../../conversations/session-service.js';
 import type { StoredMessage } from '../../conversations/session-store.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { parseJsonObject } from '../http/json-body.js';
+import type { MemoryGuardian } from '../../resilience/memory-guardian.js';
 
 export interface ParleyRoutesDeps {
   pool: UpstreamPool;
@@ -11,6 +12,10 @@ export interface ParleyRoutesDeps {
   version: string;
   startedAt: number;
   databaseDialect: string;
+  /** Memory guardian, for its state (optional so tests can build the routes alone). */
+  guardian?: MemoryGuardian | undefined;
+  /** degraded.mode, reported as `degraded_mode`. */
+  degradedMode?: string | undefined;
 }
 
 /**
@@ -20,25 +25,34 @@ export interface ParleyRoutesDeps {
 export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDeps): void {
   app.get('/api/health', async (_req, reply) => {
     await deps.pool.checkAll();
-    const upstreams = deps.pool.entries.map(({ node: { health: h }, queue }) => ({
+    const upstreams = deps.pool.entries.map(({ node: { health: h }, queue, breaker, inference }) => ({
       url: h.url,
       reachable: h.reachable ?? false,
+      // "reachable" is the probes (HEAD /, /api/version, /api/tags, /api/ps); whether inference
+      // answers is what real calls saw (inference) and the breaker.
+      serving: (h.reachable ?? false) && breaker.state !== 'open',
       version: h.version,
       latency_ms: h.latencyMs,
       last_check_at: h.lastCheckAt,
       error: h.error,
       models: h.models,
+      loaded_models: h.loadedModels,
+      breaker: breaker.snapshot(),
+      inference: { last_ok_at: inference.lastOkAt, last_failure_at: inference.lastFailureAt, last_failure: inference.lastFailure },
       queue: { active: queue.active, depth: queue.depth },
     }));
     const databaseOk = await deps.sessions.store.ping();
-    const reachable = upstreams.filter((u) => u.reachable).length;
-    const status = !databaseOk || reachable === 0 ? 'unavailable' : reachable < upstreams.length ? 'degraded' : 'ok';
+    const serving = upstreams.filter((u) => u.serving).length;
+    const memory = deps.guardian?.snapshot();
+    const status = !databaseOk || serving === 0 ? 'unavailable' : serving < upstreams.length || (memory !== undefined && memory.state !== 'ok') ? 'degraded' : 'ok';
     return reply.status(status === 'unavailable' ? 503 : 200).send({
       status,
       version: deps.version,
       uptime_ms: Date.now() - deps.startedAt,
       upstreams,
       database: { dialect: deps.databaseDialect, ok: databaseOk },
+      ...(memory ? { memory } : {}),
+      ...(deps.degradedMode ? { degraded_mode: deps.degradedMode } : {}),
       queue: { depth: sum(upstreams.map((u) => u.queue.depth)), active: sum(upstreams.map((u) => u.queue.active)) },
     });
   });
