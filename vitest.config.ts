@@ -7,6 +7,7 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',
-    reporters: ['default'],
+    // In CI a JSON report is also written, so .ci/run can print one 'N passed, N failed' line.
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/unit-e2e.json' }]] : ['default'],
   },
 });
