@@ -28,7 +28,7 @@ describe('degraded mode error (default)', () => {
     const p = await start({});
     await p.sim.crash();
     for (const body of [{ ...hi, session_id: 'e1' }, { ...hi, stream: false, session_id: 'e1' }, { model: 'llama3.2', prompt: 'x' }]) {
-      const r = await raw(p.url, body.messages ? '/api/chat' : '/api/generate', { body });
+      const r = await raw(p.url, 'messages' in body ? '/api/chat' : '/api/generate', { body });
       expect(r.status).toBe(503);
       expect(r.headers['retry-after']).toBe('10');
       expect(r.headers['x-parley-degraded']).toBe('error');
