@@ -2,18 +2,18 @@ import type { Dispatcher } from 'undici';
 import { ParleyError, isParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { MessageInput } from '../conversations/session-store.js';
 import type { SessionService } from '../conversations/session-service.js';
 import type { UpstreamEntry, UpstreamPool } from '../upstream/upstream-pool.js';
-import { normalizeModelName } from '../upstream/model-name.js';
 import type { Lease } from '../queue/admission-queue.js';
 import type { DegradedResponder } from '../resilience/degraded-mode.js';
 import type { MemoryGuardian } from '../resilience/memory-guardian.js';
-import { ReplyCapture, cacheKey, isDeterministic, type ResponseCache } from '../resilience/response-cache.js';
+import { ReplyCapture, type ResponseCache } from '../resilience/response-cache.js';
 import { RequestRetry } from '../resilience/retry-policy.js';
 import { UpstreamStatusFailure, isRetryableStatus, isUnavailability, isUpstreamStatusFailure, parseRetryAfterMs, timeoutKind } from '../resilience/upstream-failure.js';
 import type { ClientStream } from './client-stream.js';
 import { QueueFeedback } from './queue-feedback.js';
+import { answerDegraded, answerFromCache } from './fallback-answers.js';
+import { prepareCall, type PreparedCall } from './prepare-call.js';
 import { passHeaders, relayRaw, upstreamFailure } from './raw-relay.js';
 import { relaySessionStream } from './session-relay.js';
 
@@ -71,19 +71,6 @@ export interface ModelCallDeps {
   limits?: PipelineLimits | undefined;
 }
 
-/** What the pipeline works out before calling an upstream. */
-interface Prepared {
-  body: Record<string, unknown>;
-  json: string;
-  /** Session whose turn is stored (chat with a session and new messages). */
-  session: string | undefined;
-  newMessages: MessageInput[];
-  /** Response-cache key (chat/generate, when the cache records). */
-  key: string | undefined;
-  /** First user message of a conversation (degraded static mode greets). */
-  firstTurn: boolean;
-}
-
 const NO_RETRY = new RequestRetry({ maxRetries: 0, baseDelayMs: 1, maxDelayMs: 1, retryAfterCapMs: 0 });
 
 /**
@@ -114,7 +101,7 @@ export class ModelCallService {
     const { metrics } = this.deps;
     const log = this.deps.logger.child({ reqId: call.requestId });
     let outcome = 'ok';
-    let prep: Prepared | undefined;
+    let prep: PreparedCall | undefined;
     const state = { committed: false };
     try {
       if (this.draining) throw new ParleyError('PARLEY_ERR_SHUTTING_DOWN', 'Parley is shutting down; please try again shortly', { headers: { 'Retry-After': '5' } });
@@ -129,8 +116,8 @@ export class ModelCallService {
           },
         });
       }
-      prep = await this.prepare(call);
-      if (this.answerFromCache(call, prep, client)) {
+      prep = await prepareCall(call, this.deps);
+      if (answerFromCache(call, prep, client, this.deps)) {
         outcome = 'cache';
         return;
       }
@@ -164,7 +151,7 @@ export class ModelCallService {
         client.sendWhole(e.upstreamStatus, e.upstreamHeaders, e.upstreamBody);
       } else if (isUnavailability(e) && this.deps.degraded) {
         outcome = 'degraded';
-        this.answerDegraded(call, prep, client, e, log);
+        answerDegraded(call, prep, client, e, log, this.deps);
       } else {
         outcome = 'error';
         if (isParleyError(e) && e.code === 'PARLEY_ERR_OVERLOADED') metrics?.shedRequests.inc();
@@ -194,56 +181,8 @@ export class ModelCallService {
     return this.inFlight;
   }
 
-  /**
-   * Builds the upstream body: for a session turn, the stored history + the new messages
-   * (always streamed upstream, so a reply cut short can be kept as it was).
-   * @throws ParleyError PARLEY_ERR_SESSION_TOO_LARGE over the session caps,
-   *   PARLEY_ERR_STORAGE_UNAVAILABLE when the history cannot be read
-   */
-  private async prepare(call: ModelCall): Promise<Prepared> {
-    const body = { ...call.body };
-    const newMessages = Array.isArray(body.messages) ? (body.messages as MessageInput[]) : [];
-    const session = call.endpoint === 'chat' && call.sessionId !== undefined && newMessages.length > 0 ? call.sessionId : undefined;
-    if (session !== undefined) {
-      const history = await this.deps.sessions.history(session);
-      const limits = this.deps.limits;
-      if (limits) {
-        const count = history.length + newMessages.length;
-        const bytes = Buffer.byteLength(JSON.stringify(history)) + Buffer.byteLength(JSON.stringify(newMessages));
-        if (count > limits.sessionMaxMessages || bytes > limits.sessionMaxBytes) {
-          throw new ParleyError(
-            'PARLEY_ERR_SESSION_TOO_LARGE',
-            `session '${session}' is too large (${count} messages, ${bytes} bytes; the caps are ${limits.sessionMaxMessages} messages and ${limits.sessionMaxBytes} bytes); please start a new session`,
-          );
-        }
-      }
-      body.messages = [...history, ...newMessages];
-      body.stream = true;
-    }
-    const generating = call.endpoint === 'chat' || call.endpoint === 'generate';
-    const key = generating && this.deps.cache?.record ? cacheKey(call.endpoint, normalizeModelName(call.model), body) : undefined;
-    const firstTurn =
-      call.endpoint === 'chat'
-        ? (body.messages as Array<{ role?: unknown }> | undefined ?? []).filter((m) => m?.role === 'user').length <= 1
-        : !Array.isArray(body.context) || body.context.length === 0;
-    return { body, json: JSON.stringify(body), session, newMessages, key, firstTurn };
-  }
-
-  /** Normal operation: an identical deterministic request (no session) answered from the cache. */
-  private answerFromCache(call: ModelCall, prep: Prepared, client: ClientStream): boolean {
-    const cache = this.deps.cache;
-    if (!cache || cache.deterministicTtlMs === 0 || !prep.key || prep.session !== undefined || !this.deps.degraded) return false;
-    if (!isDeterministic(prep.body)) return false;
-    const hit = cache.store.get(prep.key, cache.deterministicTtlMs);
-    this.deps.metrics?.cacheLookups.inc({ purpose: 'deterministic', result: hit ? 'hit' : 'miss' });
-    if (!hit) return false;
-    const a = this.deps.degraded.cachedAnswer({ endpoint: call.endpoint, model: call.model, stream: call.clientStream, firstTurn: prep.firstTurn, cached: hit });
-    client.sendWhole(a.status, a.headers, a.body);
-    return true;
-  }
-
   /** One attempt on one upstream: lease a slot, then call it through its breaker. */
-  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: Prepared, client: ClientStream, signal: AbortSignal, state: { committed: boolean }, log: Logger): Promise<void> {
+  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: { committed: boolean }, log: Logger): Promise<void> {
     const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
     const feedback = attempt === 0 && streaming && call.queueUpdates ? new QueueFeedback(client, call, this.deps.positionUpdateIntervalMs) : undefined;
     let lease: Lease | undefined;
@@ -272,7 +211,7 @@ export class ModelCallService {
     }
   }
 
-  private async callUpstream(call: ModelCall, prep: Prepared, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: { committed: boolean }): Promise<void> {
+  private async callUpstream(call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: { committed: boolean }): Promise<void> {
     const upstream = await entry.node.request({
       method: 'POST',
       path: `/api/${call.endpoint}`,
@@ -303,40 +242,6 @@ export class ModelCallService {
       this.deps.cache.store.set(prep.key, reply);
       this.deps.metrics?.cacheEntries.set(this.deps.cache.store.size);
       this.deps.metrics?.cacheBytes.set(this.deps.cache.store.bytes);
-    }
-  }
-
-  /**
-   * Degraded mode: no upstream could serve. Answers per `degraded.mode`, marked with
-   * X-Parley-Degraded and `"degraded"` on every chunk; nothing is stored in the session.
-   */
-  private answerDegraded(call: ModelCall, prep: Prepared | undefined, client: ClientStream, cause: unknown, log: Logger): void {
-    const degraded = this.deps.degraded!;
-    const cache = this.deps.cache;
-    let cached;
-    if (degraded.opts.mode === 'cache' && cache && prep?.key) {
-      cached = cache.store.get(prep.key, cache.degradedTtlMs);
-      this.deps.metrics?.cacheLookups.inc({ purpose: 'degraded', result: cached ? 'hit' : 'miss' });
-    }
-    const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
-    const answer = degraded.answer({
-      endpoint: call.endpoint,
-      model: call.model,
-      stream: streaming,
-      firstTurn: prep?.firstTurn ?? true,
-      cached,
-      reason: isParleyError(cause) ? cause.message : undefined,
-      ...(prep?.session !== undefined ? { extraFields: { session_id: prep.session } } : {}),
-    });
-    this.deps.metrics?.degradedResponses.inc({ mode: answer.mode, endpoint: call.endpoint });
-    log.warn({ code: answer.mode === 'error' ? 'PARLEY_ERR_DEGRADED_UNAVAILABLE' : undefined, cause: isParleyError(cause) ? cause.code : undefined, err: cause, mode: answer.mode }, 'request.degraded');
-    if (!client.started) {
-      client.sendWhole(answer.status, answer.headers, answer.body);
-    } else if (answer.status === 200 && streaming) {
-      // Queue updates already started the response: the chunks still carry "degraded".
-      client.end(answer.body);
-    } else {
-      client.end(answer.body + '\n');
     }
   }
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { startSimulator, simReplyText, type Simulator } from '../../src/sim/index.js';
+import { startSimulator, simReplyText } from '../../src/sim/index.js';
 import { OLLAMA_SERVER_BUSY_TEXT } from '../../src/errors/codes.js';
 import { startHarness, type Harness, type HarnessOptions } from '../helpers/harness.js';
 import { ndjson, raw } from '../e2e/raw-http.js';

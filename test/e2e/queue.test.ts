@@ -130,8 +130,6 @@ async function startBlocker(harness: Harness, id = 'blocker'): Promise<{ release
   };
 }
 
-const contentOf = (lines: Json[]): string => lines.map((l) => (l.message?.content as string | undefined) ?? '').join('');
-
 describe('queue: one slot per upstream', () => {
   it('runs 20 concurrent streaming chats one at a time upstream, and all 20 complete', async () => {
     const { sim, url } = await start({
