@@ -114,7 +114,7 @@ export function markdown(/** @type {any} */ r, /** @type {string} */ base, /** @
     md += `| ${k} | ${mb(base.rssIdle)} | ${mb(base.rssLoad)} | ${mb(base.rssAfter)} | ${kb(x.idleStreams.heapPerStreamB)} | ${kb(x.idleStreams.rssPerStreamB)} |\n`;
   }
   md += `\nEmpty sessions (C): ${r.memory.C.sessions.n} created, heap ${f(r.memory.C.sessions.heapPerSessionB, 0)} B per session — ${r.memory.C.sessions.cache}.\n`;
-  return md.replace('`streamTokens`', String(r.cells && r.meta.mode === 'quick' ? 50 : 200));
+  return md.replace('`streamTokens`', String(r.meta.streamTokens ?? 'n/a'));
 }
 
 export function writeReport(/** @type {any} */ r, /** @type {string} */ dir, /** @type {string} */ base, /** @type {{ png: boolean }} */ o) {

@@ -339,6 +339,7 @@ const meta = {
   cores: { targets: TARGET_CORE, simulatorAndLoad: LOAD_CORE, pinned: HAS_TASKSET },
   rounds: P.rounds,
   sessionFraction: SESSION_FRACTION,
+  streamTokens: P.streamTokens,
   parley: { logLevel: 'info', database: 'SQLite file', queueSlots: 1024, upstreamConnections: 1024, logLines: parleyLogLines },
   portkey: { version: JSON.parse(readFileSync(join(ROOT, 'node_modules/@portkey-ai/gateway/package.json'), 'utf8')).version, streamingFix: 'bench/portkey-preload.mjs (mutable Response headers)' },
   background,
