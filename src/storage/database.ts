@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
 import type { Logger } from '../observability/logger.js';
 import type { DatabaseSchema } from './schema.js';
 import { storageUnavailable } from './storage-error.js';
@@ -71,7 +71,7 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
   }
   const sqlite = file;
   // Kysely runs every query of this dialect on the one connection, one transaction at a time.
-  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   opts.logger?.debug({ path }, 'sqlite database opened');
   const close = async (): Promise<void> => {
     await db.destroy();
@@ -79,6 +79,31 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
     if (sqlite.open) sqlite.close();
   };
   return { db, dialect: 'sqlite', schema: undefined, close: once(close) };
+}
+
+/**
+ * better-sqlite3 behind a bounded LRU of prepared statements, keyed by SQL text. Kysely's SQLite
+ * driver prepares every query anew; in the benchmark that was about a third of Parley's CPU per
+ * session turn (bench/results/profile-parley.txt). Statements survive schema changes (SQLite
+ * re-prepares them itself). Kysely never streams (iterate) on this connection, so sharing one
+ * statement between queries is safe.
+ */
+function withStatementCache(file: SQLite.Database, maxStatements = 256): SqliteDatabase {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => file.close(),
+    prepare(sqlText: string) {
+      let statement = cache.get(sqlText);
+      if (statement) {
+        cache.delete(sqlText);
+      } else {
+        statement = file.prepare(sqlText);
+        if (cache.size >= maxStatements) cache.delete(cache.keys().next().value as string);
+      }
+      cache.set(sqlText, statement);
+      return statement;
+    },
+  };
 }
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
