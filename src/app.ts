@@ -7,6 +7,10 @@ import { registerManagementRoutes } from './api/ollama/management-routes.js';
 import { registerModelRoutes } from './api/ollama/model-routes.js';
 import { registerParleyRoutes } from './api/ollama/parley-routes.js';
 import { registerMetricsRoute } from './api/http/metrics-route.js';
+import { registerConversationRoutes } from './api/conversations/routes.js';
+import { ConversationReplies } from './chat/conversation-replies.js';
+import { ConversationService } from './conversations/conversation-service.js';
+import { SqlConversationStore } from './conversations/sql-conversation-store.js';
 import { Metrics } from './observability/metrics.js';
 import { DegradedResponder } from './resilience/degraded-mode.js';
 import { MemoryGuardian } from './resilience/memory-guardian.js';
@@ -106,12 +110,19 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       sessionMaxBytes: config.memory.sessionMaxBytes,
     },
   });
+  const conversations = new ConversationService(new SqlConversationStore(database, logger), sessions, { maxMessageBytes: config.conversations.maxMessageBytes, now });
+  const replies = new ConversationReplies(calls, pool, {
+    graceMs: config.conversations.reconnectGraceMs,
+    retentionMs: config.conversations.replyRetentionMs,
+    maxEvents: config.conversations.replyBufferMaxEvents,
+  }, logger);
   const http = createHttpServer({ logger, bodyLimitBytes: config.bodyLimitBytes });
   const startedAt = Date.now();
 
   registerManagementRoutes(http, pool);
   registerModelRoutes(http, { calls, sessions, pool });
   registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode });
+  await registerConversationRoutes(http, { conversations, replies, websocket: config.conversations.websocket === 'on' });
   registerMetricsRoute(http, metrics, () => {
     metrics.cacheEntries.set(cache.size);
     metrics.cacheBytes.set(cache.bytes);
@@ -158,6 +169,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           logger.warn({ drainTimeoutMs: config.shutdown.drainTimeoutMs }, 'parley.drain_timeout');
           // Cut the remaining replies: their partial text is stored incomplete before the database closes.
           http.server.closeAllConnections();
+          await Promise.race([replies.cancelAll(), new Promise((r) => setTimeout(r, 2_000).unref())]);
           await within(2_000);
         }
         sessions.stopSweeper();

@@ -15,7 +15,49 @@ export const NDJSON = 'application/x-ndjson';
 export const JSON_UTF8 = 'application/json; charset=utf-8';
 
 /**
- * The client side of one response, written as Ollama writes it: no status line and no headers
+ * Something the pipeline reports that is not part of the Ollama wire (the conversations API turns
+ * it into `step` / `warning` events; the NDJSON writer ignores it).
+ * - `context_built`: the prompt is ready; `messages` sent to the model, `truncatedMessages` left
+ *   out of the history to fit the window (0 or absent: none), `summaryUsed` when a summary of
+ *   older history stands in for them.
+ */
+export interface PipelineStep {
+  stage: 'context_built';
+  messages: number;
+  truncatedMessages?: number | undefined;
+  summaryUsed?: boolean | undefined;
+}
+
+/**
+ * Where the one pipeline (ModelCallService) writes a response: Ollama's bytes (NDJSON chunks or a
+ * whole body), status and headers. `HttpClientStream` writes them to an HTTP response; the
+ * conversations API's reply run parses them into typed events (src/chat/reply-run.ts).
+ */
+export interface ClientStream {
+  /** True once status and headers (or any byte) went out. */
+  readonly started: boolean;
+  /** True once the consumer is gone (connection closed, reply cancelled). */
+  readonly gone: boolean;
+  /** True once the consumer was cut off for reading too slowly. */
+  readonly cutOff: boolean;
+  /** Sends status and headers; no-op if already started. */
+  start(status: number, headers: Record<string, string>): void;
+  /** Sets the per-stream memory cap. */
+  limit(limits: ClientStreamLimits): void;
+  /** Writes bytes (see HttpClientStream.write for the buffering rules). */
+  write(chunk: string | Buffer, opts?: { wait?: boolean }): Promise<void>;
+  /** Ends the response, optionally with a last chunk. */
+  end(chunk?: string | Buffer): void;
+  /** Sends a whole response if nothing was sent yet (else ends with `body`). */
+  sendWhole(status: number, headers: Record<string, string>, body: string | Buffer): void;
+  /** Reports a failure: a real status before the first byte, a final `{"error"}` line after it. */
+  fail(error: unknown): void;
+  /** Optional: pipeline progress that has no Ollama wire form. */
+  step?(step: PipelineStep): void;
+}
+
+/**
+ * The client side of one HTTP response, written as Ollama writes it: no status line and no headers
  * until the first chunk exists (so a failure before it is a real 4xx/5xx `{"error":"…"}`), and
  * after that a failure is one final `{"error":"…"}` NDJSON line (reference §3, `streamResponse`).
  *
@@ -25,7 +67,7 @@ export const JSON_UTF8 = 'application/json; charset=utf-8';
  * upstream request) and `write` throws PARLEY_ERR_STREAM_CLIENT_TOO_SLOW. Whole bodies relayed
  * in pieces (`write(…, { wait: true })`) honour backpressure instead: they wait for 'drain'.
  */
-export class ClientStream {
+export class HttpClientStream implements ClientStream {
   private endsWithNewline = true;
   private closedByPeer = false;
   private cut = false;

@@ -117,6 +117,7 @@ export class ModelCallService {
         });
       }
       prep = await prepareCall(call, this.deps);
+      if (call.endpoint === 'chat') client.step?.({ stage: 'context_built', messages: Array.isArray(prep.body.messages) ? prep.body.messages.length : 0 });
       if (answerFromCache(call, prep, client, this.deps)) {
         outcome = 'cache';
         return;

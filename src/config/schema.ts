@@ -129,6 +129,20 @@ export const configSchema = z
         sampleIntervalMs: z.number().int().min(10).default(1_000),
       })
       .prefault({}),
+    conversations: z
+      .object({
+        /** Largest user content (message text, title) the conversations API accepts, in bytes (seed 003's MAX_LOG_BYTES). Default 512 KiB. */
+        maxMessageBytes: z.number().int().min(1).default(524_288),
+        /** The WebSocket endpoint /api/conversations/:id/ws: on or off. Default on. */
+        websocket: z.enum(['on', 'off']).default('on'),
+        /** A reply whose client went away keeps generating this long for a reconnect, then is cancelled and stored incomplete, in ms. Default 30 s. */
+        reconnectGraceMs: ms(30_000),
+        /** A finished reply's events stay replayable (Last-Event-ID) this long, in ms. Default 5 minutes. */
+        replyRetentionMs: ms(300_000),
+        /** Events one reply keeps for replay; older ones are dropped past it. Default 100 000. */
+        replyBufferMaxEvents: z.number().int().min(16).default(100_000),
+      })
+      .prefault({}),
     shutdown: z
       .object({
         /** On SIGTERM, how long in-flight replies may take to finish, in ms. Default 30 s. */
@@ -194,5 +208,10 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'memory.evictAboveRssBytes', env: 'PARLEY_MEMORY_EVICT_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '1610612736', description: 'Process RSS above which caches are emptied; 0 = off.' },
   { path: 'memory.shedAboveRssBytes', env: 'PARLEY_MEMORY_SHED_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '2147483648', description: 'Process RSS above which new model requests get 503 while running ones finish; 0 = off.' },
   { path: 'memory.sampleIntervalMs', env: 'PARLEY_MEMORY_SAMPLE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often process memory is sampled.' },
+  { path: 'conversations.maxMessageBytes', env: 'PARLEY_CONVERSATION_MAX_MESSAGE_BYTES', kind: 'int', unit: 'bytes', default: '524288', description: 'Largest user content (message text, title) the conversations API accepts; more is 413.' },
+  { path: 'conversations.websocket', env: 'PARLEY_CONVERSATION_WEBSOCKET', kind: 'string', unit: '', default: 'on', description: '`on` or `off`: the WebSocket endpoint /api/conversations/:id/ws.' },
+  { path: 'conversations.reconnectGraceMs', env: 'PARLEY_CONVERSATION_RECONNECT_GRACE_MS', kind: 'int', unit: 'ms', default: '30000', description: 'A reply whose client went away keeps generating this long for a reconnect (Last-Event-ID), then is cancelled and stored incomplete.' },
+  { path: 'conversations.replyRetentionMs', env: 'PARLEY_CONVERSATION_REPLY_RETENTION_MS', kind: 'int', unit: 'ms', default: '300000', description: 'How long a finished reply\'s events can still be replayed with Last-Event-ID.' },
+  { path: 'conversations.replyBufferMaxEvents', env: 'PARLEY_CONVERSATION_REPLY_BUFFER_MAX_EVENTS', kind: 'int', unit: 'events', default: '100000', description: 'Events one reply keeps for replay (the oldest are dropped past it).' },
   { path: 'shutdown.drainTimeoutMs', env: 'PARLEY_DRAIN_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '30000', description: 'On SIGTERM, how long in-flight replies may take to finish.' },
 ];

@@ -7,6 +7,7 @@ import type { DatabaseSchema, NewMessageRow } from '../storage/schema.js';
 import { storageUnavailable } from '../storage/storage-error.js';
 import type { BeginTurnInput, CompleteTurnInput, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { inputColumns, toStoredMessage } from './sql-session-rows.js';
+import { autoTitle } from './conversation-title.js';
 
 type Db = Kysely<DatabaseSchema>;
 
@@ -155,6 +156,7 @@ export class SqlSessionStore implements SessionStore {
           throw new ParleyError('PARLEY_ERR_INTERNAL', `completeTurn: no assistant message with id ${assistantMessageId}`);
         }
         await trx.updateTable('conversations').set({ updated_at: input.now }).where('id', '=', row.conversation_id).execute();
+        if (input.status === 'complete') await setAutoTitle(trx, row.conversation_id);
       }),
     );
   }
@@ -240,6 +242,22 @@ async function ensureIn(trx: Db, id: string, model: string, now: string): Promis
   if (inserted !== undefined) return conversationId;
   await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
   return ensureIn(trx, id, model, now);
+}
+
+/** Titles an untitled conversation from its first user message (the first exchange completed). */
+async function setAutoTitle(trx: Db, conversationId: string): Promise<void> {
+  const conversation = await trx.selectFrom('conversations').select('title').where('id', '=', conversationId).executeTakeFirst();
+  if (conversation === undefined || conversation.title !== null) return;
+  const first = await trx
+    .selectFrom('messages')
+    .select('content')
+    .where('conversation_id', '=', conversationId)
+    .where('role', '=', 'user')
+    .orderBy('seq')
+    .limit(1)
+    .executeTakeFirst();
+  const title = first === undefined ? null : autoTitle(first.content);
+  if (title !== null) await trx.updateTable('conversations').set({ title }).where('id', '=', conversationId).where('title', 'is', null).execute();
 }
 
 async function readSession(db: Db, id: string): Promise<SessionRecord | undefined> {

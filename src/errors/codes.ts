@@ -30,6 +30,17 @@ export const ERROR_CODES = {
   // sessions
   PARLEY_ERR_SESSION_INVALID_ID: { status: 400, retryable: false, description: 'A session id that is not 1-128 characters of [A-Za-z0-9._:-].' },
   PARLEY_ERR_SESSION_NOT_FOUND: { status: 404, retryable: false, description: 'GET /api/sessions/:id for an id Parley never stored.' },
+  // conversations API (REST, SSE, WebSocket)
+  PARLEY_ERR_CONVERSATION_NOT_FOUND: { status: 404, retryable: false, description: 'No conversation (session) has this id.' },
+  PARLEY_ERR_CONVERSATION_DELETED: { status: 410, retryable: false, description: 'The conversation was deleted (soft); POST /api/conversations/:id/restore brings it back.' },
+  PARLEY_ERR_CONVERSATION_INVALID_CURSOR: { status: 400, retryable: false, description: 'A `cursor` query parameter that this list did not hand out.' },
+  PARLEY_ERR_CONVERSATION_INVALID_LIMIT: { status: 400, retryable: false, description: 'A `limit` (page size) that is not an integer within the documented range.' },
+  PARLEY_ERR_CONVERSATION_INVALID_EVENT_ID: { status: 400, retryable: false, description: 'A Last-Event-ID that does not belong to a reply of this conversation (or to one finished longer ago than conversations.replyRetentionMs), or lies beyond its last event.' },
+  PARLEY_ERR_CONVERSATION_EVENTS_EXPIRED: { status: 410, retryable: false, description: 'Resuming from an event the reply buffer no longer holds (more than conversations.replyBufferMaxEvents events since); read the stored message instead.' },
+  PARLEY_ERR_CONVERSATION_MESSAGE_TOO_LARGE: { status: 413, retryable: false, description: 'User content (a message or a title) over conversations.maxMessageBytes; the text gives the limit.' },
+  PARLEY_ERR_CONVERSATION_BUSY: { status: 409, retryable: true, description: 'A reply is already running in this conversation; wait for it or cancel it.' },
+  PARLEY_ERR_CONVERSATION_NO_REPLY: { status: 404, retryable: false, description: 'No reply is running in this conversation (cancel, or events without Last-Event-ID).' },
+  PARLEY_ERR_CONVERSATION_REPLY_CANCELLED: { status: 499, retryable: false, description: 'The reply was cancelled (by the client, or nobody reconnected within conversations.reconnectGraceMs); what arrived is stored incomplete.' },
   // queue
   PARLEY_ERR_QUEUE_FULL: { status: 503, retryable: true, description: 'The upstream\'s admission queue holds maxDepth requests (Ollama\'s exact "server busy" text).' },
   PARLEY_ERR_QUEUE_WAIT_TIMEOUT: { status: 503, retryable: true, description: 'The request waited longer than queue.maxWaitMs for a slot.' },

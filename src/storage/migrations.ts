@@ -76,6 +76,15 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.dropTable('conversations').execute();
       },
     },
+    '0003_conversations': {
+      // The conversations API lists `where deleted_at is null order by updated_at desc` (newest first).
+      async up(db: Kysely<any>): Promise<void> {
+        await db.schema.createIndex('conversations_deleted_at_updated_at_idx').on('conversations').columns(['deleted_at', 'updated_at']).execute();
+      },
+      async down(db: Kysely<any>): Promise<void> {
+        await db.schema.dropIndex('conversations_deleted_at_updated_at_idx').execute();
+      },
+    },
   };
 }
 

@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Logger } from '../../observability/logger.js';
 import { ParleyError, isParleyError } from '../../errors/parley-error.js';
 import { toOllamaWire } from '../../errors/to-wire.js';
-import { ClientStream } from '../../chat/client-stream.js';
+import { HttpClientStream, type ClientStream } from '../../chat/client-stream.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -112,6 +112,6 @@ export function takeOver(request: FastifyRequest, reply: FastifyReply, headers: 
   res.once('close', () => {
     if (!res.writableFinished) ac.abort(new ParleyError('PARLEY_ERR_QUEUE_CANCELLED', 'request canceled'));
   });
-  const client = new ClientStream(res, { 'X-Request-Id': request.id, ...headers });
+  const client = new HttpClientStream(res, { 'X-Request-Id': request.id, ...headers });
   return { client, signal: ac.signal };
 }
