@@ -67,7 +67,7 @@ describe.each(dialects)('conversations REST API on $name', (dialect) => {
     const replyId = (events[0]?.data.reply_id as string) ?? '';
     expect(events.map((e) => e.id)).toEqual(events.map((_, i) => `${replyId}:${i + 1}`));
     const done = events.at(-1)!.data;
-    const promptTokens = chatPromptTokens([{ role: 'user', content: question }]);
+    const promptTokens = chatPromptTokens([{ content: question }], undefined);
     expect(done).toMatchObject({ done_reason: 'stop', prompt_tokens: promptTokens, completion_tokens: 8, total_tokens: promptTokens + 8 });
     expect(done.timings).toMatchObject({ total_duration_ns: expect.any(Number), elapsed_ms: expect.any(Number), first_token_ms: expect.any(Number) });
 

@@ -128,7 +128,13 @@ export async function registerConversationRoutes(app: FastifyInstance, deps: Con
     return reply.send({ ...conversationToWire(conversation, totals), exported_at: new Date().toISOString(), messages: messages.map(messageToWire) });
   });
 
-  if (deps.websocket) registerConversationWebSocket(app, { conversations, replies, toSendInput: (id, body, request) => toSendInput(id, body, request, deps) });
+  if (deps.websocket) {
+    registerConversationWebSocket(app, { conversations, replies, toSendInput: (id, body, request) => toSendInput(id, body, request, deps) });
+  } else {
+    app.get('/api/conversations/:id/ws', async () => {
+      throw new ParleyError('PARLEY_ERR_REQUEST_NOT_FOUND', 'the WebSocket endpoint is turned off (conversations.websocket = off); use Server-Sent Events');
+    });
+  }
 }
 
 /**
