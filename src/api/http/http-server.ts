@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../observability/logger.js';
 import { ParleyError, isParleyError } from '../../errors/parley-error.js';
 import { toOllamaWire } from '../../errors/to-wire.js';
@@ -16,6 +16,24 @@ export interface HttpServerOptions {
 }
 
 /**
+ * One access-log line per request, written when the response finished: `reqId` (from the request's
+ * child logger), method, url, status and duration. Fastify's default writes two (`incoming request`
+ * with host and client address, then `request completed`), which under load was the largest part
+ * of Parley's log-writing cost (bench/results/latest.md). Errors keep Fastify's `request errored`.
+ */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) {
+      super.requestCompleted(error, request, reply);
+      return;
+    }
+    reply.log.info({ method: request.method, url: request.url, statusCode: reply.raw.statusCode, responseTime: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed');
+  }
+}
+
+/**
  * Fastify configured to behave like Ollama's gin router where clients notice: bodies are read as
  * bytes whatever their Content-Type (curl -d sends form-urlencoded) and parsed by the routes with
  * Go's error texts; 404 `404 page not found` and 405 `405 method not allowed` as plain text; a
@@ -26,6 +44,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     // pino's Logger is Fastify's logger; only the generic parameters differ.
     loggerInstance: opts.logger as FastifyBaseLogger,
+    logController: new AccessLog(),
     bodyLimit: opts.bodyLimitBytes,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
