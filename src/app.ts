@@ -12,6 +12,13 @@ import { ConversationReplies } from './chat/conversation-replies.js';
 import { ConversationService } from './conversations/conversation-service.js';
 import { SqlConversationStore } from './conversations/sql-conversation-store.js';
 import { Metrics } from './observability/metrics.js';
+import { registerAdminRoutes } from './api/admin/admin-routes.js';
+import { isLoopbackHost, registerAuth } from './api/http/auth.js';
+import { LiveConfig } from './config/live-config.js';
+import { ModelManager } from './upstream/model-manager.js';
+import { AuditStore } from './usage/audit-store.js';
+import { KeyService } from './usage/key-service.js';
+import { UsageService } from './usage/usage-service.js';
 import { DegradedResponder } from './resilience/degraded-mode.js';
 import { MemoryGuardian } from './resilience/memory-guardian.js';
 import { ResponseCache } from './resilience/response-cache.js';
@@ -40,6 +47,13 @@ export interface App {
   sessions: SessionService;
   calls: ModelCallService;
   database: Database;
+  /** API keys (issue 6). */
+  keys: KeyService;
+  /** Budgets, rate limits and usage records. */
+  usage: UsageService;
+  /** Settings as they are now (PATCH /admin/config changes some at run time). */
+  live: LiveConfig;
+  models: ModelManager;
   /** Every Prometheus metric (also at GET /metrics). */
   metrics: Metrics;
   /** Process-wide memory guardian (state in /api/health). */
@@ -73,7 +87,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     onFailure: (operation) => metrics.storageFailures.inc({ operation }),
   });
   const sessions = new SessionService(store, { ...config.sessions, now }, logger);
-  const pool = new UpstreamPool(config, logger, metrics);
+  const live = new LiveConfig(config);
+  const keys = new KeyService(database, { tiers: () => Object.keys(live.current.users.tiers), defaultTier: () => live.current.users.defaultTier, now });
+  if (config.auth.mode === 'auto' && !isLoopbackHost(config.host) && !(await keys.hasActiveKeys())) {
+    await database.close();
+    throw new Error(`refusing to serve anonymously on ${config.host} (not loopback): create an API key (parley keys create --name … --tier …) or set PARLEY_AUTH_MODE=off (anyone can use it) or required`);
+  }
+  const usage = new UsageService({ database, live, now, logger });
+  const audit = new AuditStore(database);
+  const pool = new UpstreamPool(config, logger, metrics, { switchMaxWaitMs: () => live.current.queue.switchMaxWaitMs });
+  const models = new ModelManager(pool, live, logger, (entry, model) => entry.queue.modelInUse(model));
+  live.onChange((next, prev) => {
+    if (next.queue.slotsPerUpstream !== prev.queue.slotsPerUpstream) for (const e of pool.entries) e.queue.setSlots(next.queue.slotsPerUpstream);
+    if (next.logLevel !== prev.logLevel) logger.level = next.logLevel;
+  });
   const cache = new ResponseCache({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes });
   const guardian = new MemoryGuardian({
     ...config.memory,
@@ -104,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
     guardian,
     metrics,
+    usage,
     limits: {
       streamBufferMaxBytes: config.memory.streamBufferMaxBytes,
       sessionMaxMessages: config.memory.sessionMaxMessages,
@@ -119,8 +147,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const http = createHttpServer({ logger, bodyLimitBytes: config.bodyLimitBytes });
   const startedAt = Date.now();
 
+  registerAuth(http, { keys, mode: () => live.current.auth.mode, adminToken: () => live.current.admin.token });
+  registerAdminRoutes(http, { pool, keys, usage, audit, live, sessions, models, logger, now });
   registerManagementRoutes(http, pool);
-  registerModelRoutes(http, { calls, sessions, pool });
+  registerModelRoutes(http, {
+    calls,
+    sessions,
+    pool,
+    defaultKeepAlive: () => live.current.models.defaultKeepAlive,
+    onSessionUse: (sessionId, keyId) => void audit.ownSession(sessionId, keyId, now().toISOString()).catch((err: unknown) => logger.warn({ err }, 'usage.session_owner_failed')),
+    onModelUse: (model) => models.touch(model),
+  });
   registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode });
   await registerConversationRoutes(http, { conversations, replies, websocket: config.conversations.websocket === 'on' });
   registerMetricsRoute(http, metrics, () => {
@@ -147,6 +184,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     sessions,
     calls,
     database,
+    keys,
+    usage,
+    live,
+    models,
     metrics,
     guardian,
     cache,
@@ -155,6 +196,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       pool.startHealthChecks();
       guardian.start();
       sessions.startSweeper();
+      models.start(config.upstream.healthIntervalMs);
+      usage.start();
+      void models.preloadConfigured().catch((err: unknown) => logger.warn({ err }, 'models.preload_failed'));
       logger.info({ url, upstreams: config.upstreams, database: database.dialect }, 'parley.listening');
       return url;
     },
@@ -173,6 +217,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           await within(2_000);
         }
         sessions.stopSweeper();
+        models.stop();
+        await usage.close();
         guardian.stop();
         // A connection whose reply has ended stays open (keep-alive) and would hold http.close()
         // until the client lets go of it (fastify's keepAliveTimeout is 72 s): close each one as

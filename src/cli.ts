@@ -3,11 +3,12 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/load.js';
 import { serve } from './main.js';
 import { registerSimCommand } from './sim/index.js';
+import { registerKeysCommand } from './usage/keys-command.js';
 import { openDatabase } from './storage/database.js';
 import { migrateToLatest } from './storage/migrations.js';
 import { PARLEY_VERSION } from './version.js';
 
-/** `parley serve | sim | migrate`: flags override PARLEY_* variables, which override the config file. */
+/** `parley serve | sim | migrate | keys`: flags override PARLEY_* variables, which override the config file. */
 const program = new Command('parley').description('An Ollama-compatible chat server with sessions, a fair queue and resilience').version(PARLEY_VERSION);
 
 const withConfigFlags = (cmd: Command) =>
@@ -47,6 +48,13 @@ withConfigFlags(program.command('migrate').description('create or update the dat
 });
 
 registerSimCommand(program);
+registerKeysCommand(program, withConfigFlags, configFrom, {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  exit: (code) => {
+    process.exitCode = code;
+  },
+});
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`parley: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -11,6 +11,10 @@ import { ReplyCapture, type ResponseCache } from '../resilience/response-cache.j
 import { RequestRetry } from '../resilience/retry-policy.js';
 import { UpstreamStatusFailure, isRetryableStatus, isUnavailability, isUpstreamStatusFailure, parseRetryAfterMs, timeoutKind } from '../resilience/upstream-failure.js';
 import type { ClientStream } from './client-stream.js';
+import type { Caller } from '../usage/key-service.js';
+import type { UsageService, UsageTicket } from '../usage/usage-service.js';
+import { UsageMeter } from '../usage/token-estimate.js';
+import { normalizeModelName } from '../upstream/model-name.js';
 import { QueueFeedback } from './queue-feedback.js';
 import { answerDegraded, answerFromCache } from './fallback-answers.js';
 import { prepareCall, type PreparedCall } from './prepare-call.js';
@@ -36,6 +40,8 @@ export interface ModelCall {
   queueUpdates: boolean;
   /** Client headers worth forwarding (Accept, User-Agent); never Host. */
   forwardHeaders: Record<string, string>;
+  /** Who asks (resolved from the API key); undefined = anonymous. */
+  caller?: Caller | undefined;
 }
 
 /** The response cache as the pipeline uses it. */
@@ -69,6 +75,15 @@ export interface ModelCallDeps {
   guardian?: MemoryGuardian | undefined;
   metrics?: Metrics | undefined;
   limits?: PipelineLimits | undefined;
+  /** Budgets, rate limits and usage records (issue 6); default: none. */
+  usage?: UsageService | undefined;
+}
+
+/** Per-call state shared by the attempts: whether an upstream's reply started, and usage accounting. */
+interface CallState {
+  committed: boolean;
+  ticket?: UsageTicket | undefined;
+  meter?: UsageMeter | undefined;
 }
 
 const NO_RETRY = new RequestRetry({ maxRetries: 0, baseDelayMs: 1, maxDelayMs: 1, retryAfterCapMs: 0 });
@@ -102,7 +117,8 @@ export class ModelCallService {
     const log = this.deps.logger.child({ reqId: call.requestId });
     let outcome = 'ok';
     let prep: PreparedCall | undefined;
-    const state = { committed: false };
+    let ticket: UsageTicket | undefined;
+    const state: CallState = { committed: false };
     try {
       if (this.draining) throw new ParleyError('PARLEY_ERR_SHUTTING_DOWN', 'Parley is shutting down; please try again shortly', { headers: { 'Retry-After': '5' } });
       this.deps.guardian?.admit();
@@ -117,6 +133,11 @@ export class ModelCallService {
         });
       }
       prep = await prepareCall(call, this.deps);
+      if (this.deps.usage) {
+        ticket = await this.deps.usage.admit(call.caller, call.endpoint, call.model, prep.body);
+        state.ticket = ticket;
+        state.meter = new UsageMeter();
+      }
       if (call.endpoint === 'chat') client.step?.({ stage: 'context_built', messages: Array.isArray(prep.body.messages) ? prep.body.messages.length : 0 });
       if (answerFromCache(call, prep, client, this.deps)) {
         outcome = 'cache';
@@ -161,7 +182,9 @@ export class ModelCallService {
         client.fail(e);
       }
     } finally {
-      metrics?.requestDuration.observe({ endpoint: call.endpoint, outcome }, (performance.now() - startedAt) / 1000);
+      const durationMs = performance.now() - startedAt;
+      ticket?.settle({ counts: state.meter?.counts(), committed: state.committed, error: outcome !== 'ok' && outcome !== 'cache', durationMs });
+      metrics?.requestDuration.observe({ endpoint: call.endpoint, outcome }, durationMs / 1000);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
@@ -183,7 +206,7 @@ export class ModelCallService {
   }
 
   /** One attempt on one upstream: lease a slot, then call it through its breaker. */
-  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: { committed: boolean }, log: Logger): Promise<void> {
+  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: CallState, log: Logger): Promise<void> {
     const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
     const feedback = attempt === 0 && streaming && call.queueUpdates ? new QueueFeedback(client, call, this.deps.positionUpdateIntervalMs) : undefined;
     let lease: Lease | undefined;
@@ -191,7 +214,9 @@ export class ModelCallService {
       lease = await entry.queue.acquire({
         requestId: call.requestId,
         signal,
-        meta: { model: call.model, endpoint: call.endpoint },
+        meta: { model: call.model, endpoint: call.endpoint, key: call.caller ? `${call.caller.prefix} (${call.caller.name})` : 'anonymous' },
+        model: normalizeModelName(call.model),
+        ...(state.ticket ? { fair: { key: state.ticket.fairKey, weight: state.ticket.limits.weight, cost: state.ticket.cost, maxConcurrent: state.ticket.limits.maxConcurrent, maxQueued: state.ticket.limits.maxQueued } } : {}),
         ...(feedback ? { onPosition: (u: { position: number; depth: number }) => feedback.update(u) } : {}),
       });
       feedback?.stop();
@@ -212,7 +237,7 @@ export class ModelCallService {
     }
   }
 
-  private async callUpstream(call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: { committed: boolean }): Promise<void> {
+  private async callUpstream(call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: CallState): Promise<void> {
     const upstream = await entry.node.request({
       method: 'POST',
       path: `/api/${call.endpoint}`,
@@ -231,7 +256,8 @@ export class ModelCallService {
     // From here on the reply is this upstream's: nothing is retried any more.
     state.committed = true;
     const capture = prep.key && (call.endpoint === 'chat' || call.endpoint === 'generate') ? new ReplyCapture(call.endpoint, 1024 * 1024) : undefined;
-    const tap = capture ? (b: Buffer) => capture.push(b) : undefined;
+    const meter = state.meter;
+    const tap = capture || meter ? (b: Buffer) => (capture?.push(b), meter?.push(b)) : undefined;
     if (prep.session === undefined) {
       await relayRaw(upstream, client, entry.node.url, tap);
     } else {

@@ -76,6 +76,12 @@ function flagKey(flag: string): string {
 
 function coerce(s: SettingSpec, raw: string, source: string): unknown {
   if (s.kind === 'list') return raw.split(',').map((v) => v.trim()).filter(Boolean);
+  if (s.kind === 'bool') {
+    const v = raw.trim().toLowerCase();
+    if (v === 'true' || v === '1') return true;
+    if (v === 'false' || v === '0') return false;
+    throw new ConfigError(`invalid setting ${s.path} (from ${source}): expected true or false, got "${raw}"`);
+  }
   if (s.kind === 'int') {
     if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`invalid setting ${s.path} (from ${source}): expected a whole number, got "${raw}"`);
     return Number(raw.trim());

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { adminSchema, authSchema, modelsSchema, usersSchema } from './users-schema.js';
 
 /**
  * Parley's configuration: one zod schema, frozen after validation.
@@ -43,6 +44,10 @@ export const configSchema = z
         maxWaitMs: ms(600_000),
         /** Least time between two position updates sent to one opted-in client, in ms. Default 250. */
         positionUpdateIntervalMs: ms(250),
+        /** Fair queueing between keys (weighted by tier, by tokens); false = first come, first served. Default true. */
+        fair: z.boolean().default(true),
+        /** Switch-aware scheduling: a request for a model not loaded may be passed over for loaded-model requests for at most this long, in ms; 0 = off. Default 5 s. */
+        switchMaxWaitMs: ms(5_000),
       })
       .prefault({}),
     upstream: z
@@ -129,6 +134,10 @@ export const configSchema = z
         sampleIntervalMs: z.number().int().min(10).default(1_000),
       })
       .prefault({}),
+    auth: authSchema,
+    admin: adminSchema,
+    users: usersSchema,
+    models: modelsSchema,
     conversations: z
       .object({
         /** Largest user content (message text, title) the conversations API accepts, in bytes (seed 003's MAX_LOG_BYTES). Default 512 KiB. */
@@ -161,7 +170,7 @@ export interface SettingSpec {
   path: string;
   env: string;
   flag?: string;
-  kind: 'string' | 'int' | 'list';
+  kind: 'string' | 'int' | 'list' | 'bool';
   unit: string;
   default: string;
   description: string;
@@ -178,6 +187,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'queue.maxDepth', env: 'PARLEY_QUEUE_MAX_DEPTH', kind: 'int', unit: 'requests', default: '512', description: 'Waiting requests per upstream before 503 "server busy".' },
   { path: 'queue.maxWaitMs', env: 'PARLEY_QUEUE_MAX_WAIT_MS', kind: 'int', unit: 'ms', default: '600000', description: 'Longest wait for a slot before a 503.' },
   { path: 'queue.positionUpdateIntervalMs', env: 'PARLEY_QUEUE_POSITION_UPDATE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '250', description: 'Least time between two position updates to one client.' },
+  { path: 'queue.fair', env: 'PARLEY_QUEUE_FAIR', kind: 'bool', unit: '', default: 'true', description: 'Share each upstream\'s slots fairly between keys (weighted by tier, by tokens); false = first come, first served.' },
+  { path: 'queue.switchMaxWaitMs', env: 'PARLEY_QUEUE_SWITCH_MAX_WAIT_MS', kind: 'int', unit: 'ms', default: '5000', description: 'Longest a request for a model that is not loaded may be passed over for requests for the loaded model; 0 = no switch-aware scheduling.' },
   { path: 'upstream.connectTimeoutMs', env: 'PARLEY_UPSTREAM_CONNECT_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '5000', description: 'TCP connect timeout to an upstream.' },
   { path: 'upstream.headersTimeoutMs', env: 'PARLEY_UPSTREAM_HEADERS_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '300000', description: 'Wait for the first byte of a reply (covers a cold model load).' },
   { path: 'upstream.bodyTimeoutMs', env: 'PARLEY_UPSTREAM_BODY_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '300000', description: 'Longest silence between two chunks of a reply.' },
@@ -208,6 +219,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'memory.evictAboveRssBytes', env: 'PARLEY_MEMORY_EVICT_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '1610612736', description: 'Process RSS above which caches are emptied; 0 = off.' },
   { path: 'memory.shedAboveRssBytes', env: 'PARLEY_MEMORY_SHED_ABOVE_RSS_BYTES', kind: 'int', unit: 'bytes', default: '2147483648', description: 'Process RSS above which new model requests get 503 while running ones finish; 0 = off.' },
   { path: 'memory.sampleIntervalMs', env: 'PARLEY_MEMORY_SAMPLE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often process memory is sampled.' },
+  { path: 'auth.mode', env: 'PARLEY_AUTH_MODE', kind: 'string', unit: '', default: 'auto', description: '`auto` (keys required once one exists), `off` (everyone anonymous, like Ollama) or `required`. Parley will not start anonymous on a non-loopback host unless this is `off`.' },
+  { path: 'admin.token', env: 'PARLEY_ADMIN_TOKEN', kind: 'string', unit: '', default: '', description: 'Bearer token that opens /admin (besides admin keys); empty = admin keys only.' },
+  { path: 'users.defaultTier', env: 'PARLEY_DEFAULT_TIER', kind: 'string', unit: '', default: 'free', description: 'Tier of new keys when none is given (tiers themselves: config file `users.tiers`).' },
+  { path: 'users.defaultReplyTokens', env: 'PARLEY_DEFAULT_REPLY_TOKENS', kind: 'int', unit: 'tokens', default: '512', description: 'Reply tokens reserved against budgets when a request sets no num_predict.' },
+  { path: 'models.preload', env: 'PARLEY_MODELS_PRELOAD', kind: 'list', unit: 'model names, comma-separated', default: '', description: 'Models loaded at start-up on the upstreams that list them.' },
+  { path: 'models.defaultKeepAlive', env: 'PARLEY_MODELS_DEFAULT_KEEP_ALIVE', kind: 'string', unit: 'Ollama duration', default: '', description: 'keep_alive added to model requests that have none (`10m`, `3600`, `-1`); empty = Ollama\'s default.' },
+  { path: 'models.maxLoadedBytes', env: 'PARLEY_MODELS_MAX_LOADED_BYTES', kind: 'int', unit: 'bytes', default: '0', description: 'Loaded model bytes per upstream above which the least recently used idle model is unloaded; 0 = off.' },
   { path: 'conversations.maxMessageBytes', env: 'PARLEY_CONVERSATION_MAX_MESSAGE_BYTES', kind: 'int', unit: 'bytes', default: '524288', description: 'Largest user content (message text, title) the conversations API accepts; more is 413.' },
   { path: 'conversations.websocket', env: 'PARLEY_CONVERSATION_WEBSOCKET', kind: 'string', unit: '', default: 'on', description: '`on` or `off`: the WebSocket endpoint /api/conversations/:id/ws.' },
   { path: 'conversations.reconnectGraceMs', env: 'PARLEY_CONVERSATION_RECONNECT_GRACE_MS', kind: 'int', unit: 'ms', default: '30000', description: 'A reply whose client went away keeps generating this long for a reconnect (Last-Event-ID), then is cancelled and stored incomplete.' },

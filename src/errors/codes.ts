@@ -60,6 +60,16 @@ export const ERROR_CODES = {
   PARLEY_ERR_OVERLOADED: { status: 503, retryable: true, description: 'The memory guardian is shedding load (process memory above memory.shedAboveRssBytes); running requests finish.' },
   PARLEY_ERR_STREAM_CLIENT_TOO_SLOW: { status: 503, retryable: true, description: 'The client read too slowly: more than memory.streamBufferMaxBytes waited for it, so it was cut off and the upstream aborted.' },
   PARLEY_ERR_SESSION_TOO_LARGE: { status: 413, retryable: false, description: 'The session\'s stored history is over memory.sessionMaxMessages or memory.sessionMaxBytes; start a new session.' },
+  // users: API keys, budgets, rate limits (issue 6)
+  PARLEY_ERR_AUTH_REQUIRED: { status: 401, retryable: false, description: 'auth.mode is required (or keys exist) and the request carries no `Authorization: Bearer <key>`.' },
+  PARLEY_ERR_AUTH_INVALID_KEY: { status: 401, retryable: false, description: 'The bearer key is unknown or revoked.' },
+  PARLEY_ERR_AUTH_FORBIDDEN: { status: 403, retryable: false, description: 'A valid key that is not an admin key (nor PARLEY_ADMIN_TOKEN) asked for /admin.' },
+  PARLEY_ERR_USAGE_BUDGET_EXCEEDED: { status: 429, retryable: true, description: 'The key\'s daily token budget cannot fit this request (prompt estimate + reply reservation); the text gives used / budget and the reset time (next UTC midnight), Retry-After the seconds until then.' },
+  PARLEY_ERR_USAGE_RATE_LIMITED: { status: 429, retryable: true, description: 'The key\'s requests-per-minute or tokens-per-minute bucket is empty; Retry-After and X-RateLimit-* say when it refills.' },
+  PARLEY_ERR_USAGE_TOO_MANY_QUEUED: { status: 429, retryable: true, description: 'The key already has its tier\'s maxQueued requests waiting on this upstream.' },
+  PARLEY_ERR_QUEUE_DRAINING: { status: 503, retryable: true, description: 'An operator is draining the queue (/admin/queue/drain): queued requests run, new ones are refused until resume.' },
+  PARLEY_ERR_QUEUE_CLEARED: { status: 503, retryable: true, description: 'An operator cleared the queue or cancelled this request (/admin/queue) while it waited.' },
+  PARLEY_ERR_ADMIN_NOT_FOUND: { status: 404, retryable: false, description: 'An /admin resource (key, queued request, session, model) that does not exist.' },
   // storage
   PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read; nothing partial was stored.' },
   // anything else

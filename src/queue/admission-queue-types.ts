@@ -22,6 +22,20 @@ export interface AdmissionQueueOptions {
   now?: () => number;
   /** Told about every enqueue, grant, rejection, cancel, timeout and release. */
   onEvent?: (e: QueueEvent) => void;
+  /**
+   * Fair queueing between keys with switch-aware scheduling (src/queue/fair-scheduler.ts);
+   * absent = first come, first served. `switchMaxWaitMs` is read at every decision (0 = off).
+   */
+  fair?: { switchMaxWaitMs: () => number };
+}
+
+/** A request's class for the fair scheduler (see FairClass); `maxQueued` 0 = unlimited. */
+export interface AcquireFairness {
+  key: string;
+  weight: number;
+  cost: number;
+  maxConcurrent: number;
+  maxQueued: number;
 }
 
 export interface AcquireOptions {
@@ -32,6 +46,10 @@ export interface AcquireOptions {
   onPosition?: (update: PositionUpdate) => void;
   /** Free-form details shown in snapshot(), e.g. `{ model, caller }`. */
   meta?: Record<string, unknown>;
+  /** Fair queue class (ignored by a FIFO queue). Default: key `anonymous`, weight 1, cost 1, no caps. */
+  fair?: AcquireFairness;
+  /** Normalised model name, for switch-aware scheduling. */
+  model?: string;
 }
 
 /** A held slot. The holder must call release() when the upstream call ends, however it ends. */
@@ -50,5 +68,7 @@ export interface QueueSnapshot {
   depth: number;
   maxDepth: number;
   paused: boolean;
+  /** Refusing new requests (admin drain) while queued ones run. */
+  draining: boolean;
   waiting: Array<{ requestId: string; position: number; waitedMs: number; meta?: Record<string, unknown> }>;
 }

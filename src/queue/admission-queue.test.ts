@@ -263,7 +263,7 @@ describe('AdmissionQueue', () => {
     const b = q.acquire({ requestId: 'b', meta: { model: 'llama3.2', caller: 'key-1' } });
     t += 250;
     expect(q.snapshot()).toEqual({
-      name: 'local', slots: 1, active: 1, depth: 1, maxDepth: 512, paused: false,
+      name: 'local', slots: 1, active: 1, depth: 1, maxDepth: 512, paused: false, draining: false,
       waiting: [{ requestId: 'b', position: 1, waitedMs: 250, meta: { model: 'llama3.2', caller: 'key-1' } }],
     });
     held.release();

@@ -1,26 +1,30 @@
 import { OLLAMA_SERVER_BUSY_TEXT } from '../errors/codes.js';
 import { ParleyError } from '../errors/parley-error.js';
-import type { AcquireOptions, AdmissionQueueOptions, Lease, QueueEvent, QueueSnapshot } from './admission-queue-types.js';
-import { WaiterList, WaiterNode } from './waiter-list.js';
+import type { AcquireFairness, AcquireOptions, AdmissionQueueOptions, Lease, QueueEvent, QueueSnapshot } from './admission-queue-types.js';
+import { FairLine, FairNode } from './fair-scheduler.js';
+import { WaiterList } from './waiter-list.js';
 
-export type { AcquireOptions, AdmissionQueueOptions, Lease, PositionUpdate, QueueEvent, QueueEventType, QueueSnapshot } from './admission-queue-types.js';
+export type { AcquireFairness, AcquireOptions, AdmissionQueueOptions, Lease, PositionUpdate, QueueEvent, QueueEventType, QueueSnapshot } from './admission-queue-types.js';
 
-class Waiter extends WaiterNode {
+const ANONYMOUS: AcquireFairness = { key: 'anonymous', weight: 1, cost: 1, maxConcurrent: 0, maxQueued: 0 };
+
+class Waiter extends FairNode {
   timer: ReturnType<typeof setTimeout> | undefined;
   detachAbort: (() => void) | undefined;
   constructor(
     readonly opts: AcquireOptions,
-    readonly enqueuedAtMs: number,
+    enqueuedAtMs: number,
     readonly resolve: (lease: Lease) => void,
     readonly reject: (e: ParleyError) => void,
   ) {
-    super(opts.onPosition !== undefined);
+    super(opts.onPosition !== undefined, opts.fair ?? ANONYMOUS, opts.model, enqueuedAtMs);
   }
 }
 
 /**
  * Admission queue for one upstream: model-running requests acquire a lease (a slot) before they
- * call the upstream, and wait in FIFO order when all slots are taken.
+ * call the upstream, and wait when all slots are taken: in FIFO order, or with `fair` in the fair
+ * scheduler's order (weighted fair queueing between keys, switch-aware; src/queue/fair-scheduler.ts).
  *
  * Callbacks (`onPosition`, `onEvent`) run synchronously, after the queue's state is consistent, in
  * the order the changes happened; a callback that throws is ignored so it cannot break the queue.
@@ -32,7 +36,9 @@ export class AdmissionQueue {
   private readonly maxWaitMs: number;
   private readonly now: () => number;
   private readonly onEvent: ((e: QueueEvent) => void) | undefined;
-  private readonly waiters = new WaiterList<Waiter>();
+  private readonly waiters: WaiterList<Waiter> | FairLine<Waiter>;
+  private readonly fairLine: FairLine<Waiter> | undefined;
+  private draining = false;
   private readonly waiterById = new Map<string, Waiter>();
   private readonly runningById = new Map<string, number>();
   private activeCount = 0;
@@ -50,6 +56,8 @@ export class AdmissionQueue {
     this.maxWaitMs = checkInt('maxWaitMs', opts.maxWaitMs, 0, MAX_TIMER_MS);
     this.now = opts.now ?? Date.now;
     this.onEvent = opts.onEvent;
+    this.fairLine = opts.fair ? new FairLine<Waiter>({ now: this.now, switchMaxWaitMs: opts.fair.switchMaxWaitMs }) : undefined;
+    this.waiters = this.fairLine ?? new WaiterList<Waiter>();
   }
 
   /**
@@ -57,19 +65,26 @@ export class AdmissionQueue {
    * Rejects (never throws synchronously) with a ParleyError:
    * PARLEY_ERR_QUEUE_FULL (503, Ollama's "server busy" text) at once when maxDepth requests wait;
    * PARLEY_ERR_QUEUE_WAIT_TIMEOUT (503) after maxWaitMs; PARLEY_ERR_QUEUE_CANCELLED (499,
-   * "request canceled") when `signal` aborts first; the close() reason after close().
+   * "request canceled") when `signal` aborts first; the close() reason after close();
+   * PARLEY_ERR_QUEUE_DRAINING (503) while drained; PARLEY_ERR_USAGE_TOO_MANY_QUEUED (429) when the
+   * key already has `fair.maxQueued` requests waiting (fair queues only).
    */
   acquire(opts: AcquireOptions): Promise<Lease> {
     const { requestId, signal } = opts;
     if (this.closedReason) return this.refuse(requestId, this.closedReason, 'rejected');
     if (signal?.aborted) return this.refuse(requestId, cancelledError(), 'cancelled');
-    if (this.waiters.size === 0 && this.canGrant()) {
-      const lease = this.grant(requestId, 0, opts.onPosition);
+    if (this.draining) return this.refuse(requestId, new ParleyError('PARLEY_ERR_QUEUE_DRAINING', 'the queue is being drained by an operator; please try again later', { headers: { 'Retry-After': '30' } }), 'rejected');
+    const fair = opts.fair ?? ANONYMOUS;
+    if (this.waiters.size === 0 && this.canGrant() && (this.fairLine?.admits(fair) ?? true)) {
+      const lease = this.grant(opts, 0);
       this.flush();
       return Promise.resolve(lease);
     }
     if (this.waiters.size >= this.maxDepth) {
       return this.refuse(requestId, new ParleyError('PARLEY_ERR_QUEUE_FULL', OLLAMA_SERVER_BUSY_TEXT), 'rejected');
+    }
+    if (this.fairLine && fair.maxQueued > 0 && this.fairLine.queuedOf(fair.key) >= fair.maxQueued) {
+      return this.refuse(requestId, new ParleyError('PARLEY_ERR_USAGE_TOO_MANY_QUEUED', `too many queued requests: this key may have ${fair.maxQueued} waiting; please retry when some have finished`, { headers: { 'Retry-After': '5' } }), 'rejected');
     }
     return new Promise<Lease>((resolve, reject) => {
       const w = new Waiter(opts, this.now(), resolve, reject);
@@ -116,7 +131,37 @@ export class AdmissionQueue {
       if (w.opts.meta !== undefined) row.meta = { ...w.opts.meta };
       waiting.push(row);
     }
-    return { name: this.name, slots: this.slots, active: this.activeCount, depth: this.waiters.size, maxDepth: this.maxDepth, paused: this.paused, waiting };
+    return { name: this.name, slots: this.slots, active: this.activeCount, depth: this.waiters.size, maxDepth: this.maxDepth, paused: this.paused, draining: this.draining, waiting };
+  }
+
+  /** Whether requests for `model` (normalised name) wait or run here (fair queues know running ones). */
+  modelInUse(model: string): boolean {
+    if (this.fairLine?.modelRunning(model)) return true;
+    for (const w of this.waiterById.values()) if (w.opts.model === model) return true;
+    return false;
+  }
+
+  /** Admin drain: refuses new requests (PARLEY_ERR_QUEUE_DRAINING) while queued and running ones go on; resume() ends it. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /**
+   * Takes one waiting request out of the queue; it is answered with `reason` (default
+   * PARLEY_ERR_QUEUE_CLEARED). @returns false when no such request waits.
+   */
+  cancelWaiting(requestId: string, reason = clearedError()): boolean {
+    const w = this.waiterById.get(requestId);
+    if (!w) return false;
+    this.leave(w, 'cancelled', reason);
+    return true;
+  }
+
+  /** Answers every waiting request with `reason` (default PARLEY_ERR_QUEUE_CLEARED); running ones go on. @returns how many left. */
+  clear(reason = clearedError()): number {
+    const ids = [...this.waiterById.keys()];
+    for (const id of ids) this.cancelWaiting(id, reason);
+    return ids.length;
   }
 
   /** Changes the number of slots live; extra slots admit waiters at once. Fewer slots never revoke held leases. @throws RangeError if n is not an integer ≥ 1. */
@@ -131,8 +176,10 @@ export class AdmissionQueue {
     this.paused = true;
   }
 
+  /** Ends pause() and drain(). */
   resume(): void {
     this.paused = false;
+    this.draining = false;
     this.pump();
     this.flush();
   }
@@ -156,7 +203,7 @@ export class AdmissionQueue {
     return new Promise((resolve) => this.idleResolvers.push(resolve));
   }
 
-  /** The waiter to admit next. FIFO for now; the fair scheduler replaces only this function. */
+  /** The waiter to admit next: the head of the FIFO line, or the fair scheduler's choice. */
   private pickNext(): Waiter | undefined {
     return this.waiters.first();
   }
@@ -169,12 +216,15 @@ export class AdmissionQueue {
     while (this.canGrant()) {
       const w = this.pickNext();
       if (!w) return;
+      const lease = this.grant(w.opts, Math.max(0, this.now() - w.enqueuedAtMs), w);
       this.detach(w);
-      w.resolve(this.grant(w.opts.requestId, Math.max(0, this.now() - w.enqueuedAtMs), w.opts.onPosition));
+      w.resolve(lease);
     }
   }
 
-  private grant(requestId: string, waitedMs: number, onPosition: AcquireOptions['onPosition']): Lease {
+  private grant(opts: AcquireOptions, waitedMs: number, w?: Waiter): Lease {
+    const { requestId, onPosition } = opts;
+    this.fairLine?.granted(opts.fair ?? ANONYMOUS, opts.model, w);
     this.activeCount++;
     this.runningById.set(requestId, (this.runningById.get(requestId) ?? 0) + 1);
     this.emit({ type: 'granted', requestId, waitedMs });
@@ -189,6 +239,7 @@ export class AdmissionQueue {
       release: () => {
         if (released) return;
         released = true;
+        this.fairLine?.released(opts.fair ?? ANONYMOUS, opts.model);
         this.onRelease(requestId);
       },
     };
@@ -283,6 +334,10 @@ export class AdmissionQueue {
       this.flushing = false;
     }
   }
+}
+
+function clearedError(): ParleyError {
+  return new ParleyError('PARLEY_ERR_QUEUE_CLEARED', 'request removed from the queue by an operator; please try again', { headers: { 'Retry-After': '5' } });
 }
 
 function cancelledError(): ParleyError {

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import pg from 'pg';
+// Types only: pg (~15 MB of RSS with its dependencies) is loaded when a postgres:// URL is opened.
+import type pg from 'pg';
 import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
 import type { Logger } from '../observability/logger.js';
 import type { DatabaseSchema } from './schema.js';
@@ -110,23 +111,24 @@ const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const INT8_OID = 20;
 
 /** int8 (bigint, count(*)) as a JS number; exact up to 2^53 (104 days in nanoseconds). */
-const pgTypes = {
+const pgTypesOf = (types: typeof pg.types) => ({
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID && format !== 'binary'
       ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
+      : types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+});
 
 async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Database> {
   const schema = opts.schema;
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new Error(`invalid Postgres schema name ${JSON.stringify(schema)}: use letters, digits and _`);
   }
-  const pool = new pg.Pool({
+  const { default: pgModule } = await import('pg');
+  const pool = new pgModule.Pool({
     connectionString: url,
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
-    types: pgTypes,
+    types: pgTypesOf(pgModule.types),
   });
   // An idle pooled connection that dies (server restart, network) is reported here; without a
   // listener pg would crash the process. The pool drops it and opens a new one when needed.

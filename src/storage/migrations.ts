@@ -76,6 +76,55 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.dropTable('conversations').execute();
       },
     },
+    '0004_users': {
+      // API keys (hashed), daily usage per key and model, the admin audit log, session owners.
+      async up(db: Kysely<any>): Promise<void> {
+        const autoId = (c: any) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity());
+        await db.schema
+          .createTable('api_keys')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('prefix', 'text', (c) => c.notNull())
+          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('tier', 'text', (c) => c.notNull())
+          .addColumn('is_admin', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .execute();
+        await db.schema
+          .createTable('usage_daily')
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('day', 'text', (c) => c.notNull())
+          .addColumn('requests', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('prompt_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('reply_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('errors', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('duration_ms', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addPrimaryKeyConstraint('usage_daily_pkey', ['key_id', 'day', 'model'])
+          .execute();
+        await db.schema
+          .createTable('admin_audit')
+          .addColumn('id', dialect === 'sqlite' ? 'integer' : 'bigint', autoId)
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('target', 'text')
+          .addColumn('status', 'integer', (c) => c.notNull())
+          .addColumn('details', 'text')
+          .execute();
+        await db.schema
+          .createTable('session_owners')
+          .addColumn('session_id', 'text', (c) => c.primaryKey())
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('session_owners_key_id_idx').on('session_owners').column('key_id').execute();
+      },
+      async down(db: Kysely<any>): Promise<void> {
+        for (const t of ['session_owners', 'admin_audit', 'usage_daily', 'api_keys']) await db.schema.dropTable(t).execute();
+      },
+    },
     '0003_conversations': {
       // The conversations API lists `where deleted_at is null order by updated_at desc` (newest first).
       async up(db: Kysely<any>): Promise<void> {

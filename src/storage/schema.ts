@@ -61,10 +61,61 @@ export interface MessagesTable {
   updated_at: string;
 }
 
+/** One API key (issue 6). The key itself is never stored: `key_hash` is its SHA-256 (hex). */
+export interface ApiKeysTable {
+  id: string;
+  name: string;
+  /** Visible start of the key (`pk_` + 8 hex) to tell keys apart. */
+  prefix: string;
+  key_hash: string;
+  tier: string;
+  /** 1 when the key may use /admin. */
+  is_admin: number;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+/** Usage per key, UTC day (`YYYY-MM-DD`) and model; `key_id` is `anonymous` for callers without a key. */
+export interface UsageDailyTable {
+  key_id: string;
+  model: string;
+  day: string;
+  requests: number;
+  prompt_tokens: number;
+  reply_tokens: number;
+  errors: number;
+  duration_ms: number;
+}
+
+/** Every /admin request: who (`admin-token`, `key:<id>`, `anonymous`), what, when, outcome. */
+export interface AdminAuditTable {
+  id: Generated<number>;
+  at: string;
+  actor: string;
+  /** e.g. `POST /admin/keys`. */
+  action: string;
+  target: string | null;
+  /** HTTP status answered. */
+  status: number;
+  /** JSON with the action's details (never a key). */
+  details: string | null;
+}
+
+/** Which API key first used a session (for /admin/sessions?key=…). */
+export interface SessionOwnersTable {
+  session_id: string;
+  key_id: string;
+  created_at: string;
+}
+
 export interface DatabaseSchema {
   conversations: ConversationsTable;
   sessions: SessionsTable;
   messages: MessagesTable;
+  api_keys: ApiKeysTable;
+  usage_daily: UsageDailyTable;
+  admin_audit: AdminAuditTable;
+  session_owners: SessionOwnersTable;
 }
 
 export type ConversationRow = Selectable<ConversationsTable>;

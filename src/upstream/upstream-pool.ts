@@ -40,7 +40,11 @@ export class UpstreamPool {
   private readonly healthTimeoutMs: number;
   private readonly metrics: Metrics | undefined;
 
-  constructor(config: ParleyConfig, logger: Logger, metrics?: Metrics) {
+  /**
+   * @param fair fair queueing between keys (issue 6), `switchMaxWaitMs` read at every decision;
+   *   used when `config.queue.fair` is true, else the queues are first come, first served.
+   */
+  constructor(config: ParleyConfig, logger: Logger, metrics?: Metrics, fair?: { switchMaxWaitMs: () => number }) {
     this.logger = logger;
     this.metrics = metrics;
     this.healthIntervalMs = config.upstream.healthIntervalMs;
@@ -72,6 +76,7 @@ export class UpstreamPool {
         slots: config.queue.slotsPerUpstream,
         maxDepth: config.queue.maxDepth,
         maxWaitMs: config.queue.maxWaitMs,
+        ...(config.queue.fair ? { fair: fair ?? { switchMaxWaitMs: () => config.queue.switchMaxWaitMs } } : {}),
       }),
     }));
   }

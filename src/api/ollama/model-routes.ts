@@ -5,11 +5,18 @@ import type { SessionService } from '../../conversations/session-service.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
 import { takeOver } from '../http/http-server.js';
+import { callerOf } from '../http/auth.js';
 
 export interface ModelRoutesDeps {
   calls: ModelCallService;
   sessions: SessionService;
   pool: UpstreamPool;
+  /** keep_alive added to requests that carry none (config `models.defaultKeepAlive`, read per request); '' = none. */
+  defaultKeepAlive?: () => string;
+  /** Told when a keyed caller uses a session (for /admin/sessions?key=…). */
+  onSessionUse?: (sessionId: string, keyId: string) => void;
+  /** Told about every model request (least-recently-used model tracking). */
+  onModelUse?: (model: string) => void;
 }
 
 /** Header a client sends to receive queue position chunks before the reply (documented in docs/api.md). */
@@ -28,6 +35,8 @@ export function registerModelRoutes(app: FastifyInstance, deps: ModelRoutesDeps)
     app.post(`/api/${endpoint}`, async (request, reply) => {
       const body = parseJsonObject(request.body, `api.${GO_TYPES[endpoint]}`);
       const call = await toModelCall(endpoint, body, request, deps);
+      if (call.sessionId && call.caller) deps.onSessionUse?.(call.sessionId, call.caller.keyId);
+      deps.onModelUse?.(call.model);
       const { client, signal } = takeOver(request, reply, call.sessionId ? { 'X-Session-Id': call.sessionId } : {});
       await deps.calls.run(call, client, signal);
     });
@@ -60,6 +69,8 @@ async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: F
     const text = endpoint === 'embed' || endpoint === 'embeddings' ? `model "${model}" not found, try pulling it first` : `model '${model}' not found`;
     throw new ParleyError('PARLEY_ERR_MODEL_NOT_FOUND', text);
   }
+  const keepAlive = deps.defaultKeepAlive?.() ?? '';
+  if (keepAlive !== '' && forwarded.keep_alive === undefined) forwarded.keep_alive = /^-?\d+$/.test(keepAlive) ? Number(keepAlive) : keepAlive;
   const forwardHeaders: Record<string, string> = {};
   for (const h of ['accept', 'user-agent'] as const) {
     const v = request.headers[h];
@@ -74,6 +85,7 @@ async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: F
     sessionId,
     queueUpdates: request.headers[QUEUE_UPDATES_HEADER] === '1',
     forwardHeaders,
+    caller: callerOf(request),
   };
 }
 
