@@ -95,12 +95,11 @@ export class ReplyRun implements ClientStream {
     return false;
   }
 
-  start(status: number, headers: Record<string, string>): void {
+  start(_status: number, headers: Record<string, string>): void {
     if (this.begun) return;
     this.begun = true;
     const degraded = headers[DEGRADED_HEADER];
     if (degraded) this.warnDegraded(degraded);
-    if (status !== 200) this.statusBeforeBody = status;
   }
 
   /** Memory per reply is bounded by `maxEvents`, not by a byte buffer. */
@@ -203,9 +202,6 @@ export class ReplyRun implements ClientStream {
       ? { code: reason.code, message: reason.message, status: reason.status, incomplete: true }
       : { code: 'PARLEY_ERR_UPSTREAM_INCOMPLETE', message: 'the reply ended early', status: 502, incomplete: true });
   }
-
-  /** Status of a non-200 whole answer, if any (kept for logs). */
-  statusBeforeBody: number | undefined;
 
   private detach(sub: ReplySubscriber): void {
     if (!this.subscribers.delete(sub)) return;

@@ -6,6 +6,9 @@ import type { ReplyRun } from '../../chat/reply-run.js';
 import type { ConversationService } from '../../conversations/conversation-service.js';
 import type { JsonObject } from '../http/json-body.js';
 
+/** Bytes that may wait for a slow WebSocket client before it is disconnected. */
+const WS_MAX_BUFFERED_BYTES = 1024 * 1024;
+
 export interface ConversationWebSocketDeps {
   conversations: ConversationService;
   replies: ConversationReplies;
@@ -39,7 +42,13 @@ export function registerConversationWebSocket(app: FastifyInstance, deps: Conver
       const id = (request.params as { id: string }).id;
       let detach: () => void = () => undefined;
       const send = (frame: Record<string, unknown>): void => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(frame));
+        if (socket.readyState !== socket.OPEN) return;
+        socket.send(JSON.stringify(frame));
+        // A client that does not read is disconnected (the reply goes on; it can resume).
+        if (socket.bufferedAmount > WS_MAX_BUFFERED_BYTES) {
+          request.log.warn({ conversationId: id, bufferedBytes: socket.bufferedAmount }, 'conversation.ws_client_too_slow');
+          socket.terminate();
+        }
       };
       const reject = (e: unknown): void => {
         const err = toParleyError(e);
