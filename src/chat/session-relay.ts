@@ -17,8 +17,9 @@ export interface SessionRelayOptions {
 
 /**
  * Relays an upstream `/api/chat` stream for a session turn: each chunk goes to the client as it
- * arrives with `"session_id"` added, the reply accumulates in the recorder, and the final
- * `done:true` chunk is written only after the turn is durably stored. With `stream:false` the
+ * arrives with `"session_id"` added, the reply accumulates in the recorder. The first chunk is
+ * written only after the turn's rows (new messages + an `incomplete` reply) are stored, the final
+ * `done:true` chunk only after the completed turn is durably stored. With `stream:false` the
  * chunks are joined into one object as Ollama does (reference §2) and sent at the end.
  * Whatever ends the stream early (client gone, upstream error line, upstream cut) stores the
  * reply `incomplete`.
@@ -28,6 +29,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
   const suffix = `,"session_id":${JSON.stringify(opts.sessionId)}}\n`;
   const lines = new NdjsonLines();
   let ended = false;
+  let begun = false;
 
   const handle = async (line: string): Promise<void> => {
     let chunk: Record<string, unknown>;
@@ -37,7 +39,13 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
       return;
     }
-    recorder.begin();
+    if (!begun) {
+      // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
+      // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
+      // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
+      await recorder.stored();
+      begun = true;
+    }
     if (clientStream) client.start(200, { 'Content-Type': NDJSON });
     if (typeof chunk.error === 'string') {
       ended = true;

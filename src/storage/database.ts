@@ -135,6 +135,19 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Dat
   pool.on('error', (err) => {
     opts.logger?.warn({ err }, 'idle postgres connection failed; the pool will replace it');
   });
+  // pg-pool listens for a connection's 'error' only while it is idle. One that dies while checked
+  // out (a query or transaction running when the server restarts or pg_terminate_backend hits it)
+  // would emit 'error' with no listener, which throws and crashes the process. The running query
+  // fails with PARLEY_ERR_STORAGE_UNAVAILABLE anyway, and the pool discards the dead connection when
+  // it is released; this listener only keeps the event from being fatal.
+  const checkedOut = new WeakSet<pg.PoolClient>();
+  pool.on('acquire', (client) => checkedOut.add(client));
+  pool.on('release', (_err, client) => checkedOut.delete(client));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => {
+      if (checkedOut.has(client)) opts.logger?.warn({ err }, 'postgres connection failed during a query; the pool will replace it');
+    });
+  });
   const db = new Kysely<DatabaseSchema>({
     dialect: new PostgresDialect({
       pool,

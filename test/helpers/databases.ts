@@ -6,7 +6,9 @@ import { sql } from 'kysely';
 import { openDatabase, type Database, type DialectName } from '../../src/storage/database.js';
 
 /**
- * The databases storage tests run on: `describe.each(dialects)('… on $name', ({ open }) => …)`.
+ * The databases storage tests run on: `describe.each(dialects)('… on $name', ({ open }) => …)`;
+ * a test for one dialect only goes in a describe of its own (`sqliteDialect`, `postgresDialect`),
+ * never inside `describe.each` behind `it.runIf` (that reports it skipped on the other dialect).
  *
  * SQLite is always there (a file in a fresh directory under os.tmpdir()). Postgres is there when
  * `PARLEY_TEST_POSTGRES_URL` is set (CI: postgres://postgres@127.0.0.1:5432/test); each database
@@ -76,4 +78,14 @@ function withClose(database: Database, cleanup: () => Promise<void>): Database {
   return { db: database.db, dialect: database.dialect, schema: database.schema, close: () => (closing ??= cleanup()) };
 }
 
-export const dialects: TestDialect[] = postgresTestUrl === undefined ? [sqlite] : [sqlite, postgres(postgresTestUrl)];
+/** SQLite, always there: for tests that only make sense on SQLite (define them outside `describe.each(dialects)`). */
+export const sqliteDialect: TestDialect = sqlite;
+
+/**
+ * Postgres when `PARLEY_TEST_POSTGRES_URL` is set, else undefined. Postgres-only tests are defined
+ * only when it is there (`if (postgresDialect) describe(…)`), so a run without Postgres reports no
+ * Postgres test at all and a run with it reports none skipped.
+ */
+export const postgresDialect: TestDialect | undefined = postgresTestUrl === undefined ? undefined : postgres(postgresTestUrl);
+
+export const dialects: TestDialect[] = postgresDialect === undefined ? [sqliteDialect] : [sqliteDialect, postgresDialect];
