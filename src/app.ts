@@ -25,6 +25,7 @@ import { ResponseCache } from './resilience/response-cache.js';
 import { RequestRetry } from './resilience/retry-policy.js';
 import { withStorageRetry } from './resilience/storage-retry.js';
 import { ModelCallService } from './chat/model-call-service.js';
+import { createContextServices, type ContextServices } from './context/context-setup.js';
 import { SessionService } from './conversations/session-service.js';
 import { SqlSessionStore } from './conversations/sql-session-store.js';
 import { openDatabase, type Database } from './storage/database.js';
@@ -60,6 +61,8 @@ export interface App {
   guardian: MemoryGuardian;
   /** The exact-match response cache (degraded mode `cache`, deterministic requests). */
   cache: ResponseCache;
+  /** Context management: token estimator, windows, summaries, threads (issue 4). */
+  context: ContextServices;
   /** Starts listening and background work; resolves with the bound URL. */
   listen(): Promise<string>;
   /**
@@ -111,6 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   });
   guardian.addEvictor(() => cache.clear());
+  const context = createContextServices(config, { pool, sessions, database, logger, metrics, now });
   const calls = new ModelCallService({
     pool,
     sessions,
@@ -131,6 +135,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
     guardian,
     metrics,
+    context: context.context,
+    threads: context.threads,
     usage,
     limits: {
       streamBufferMaxBytes: config.memory.streamBufferMaxBytes,
@@ -151,14 +157,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   registerAdminRoutes(http, { pool, keys, usage, audit, live, sessions, models, logger, now });
   registerManagementRoutes(http, pool);
   registerModelRoutes(http, {
-    calls,
-    sessions,
-    pool,
+    calls, sessions, pool, threads: context.threads !== undefined,
     defaultKeepAlive: () => live.current.models.defaultKeepAlive,
     onSessionUse: (sessionId, keyId) => void audit.ownSession(sessionId, keyId, now().toISOString()).catch((err: unknown) => logger.warn({ err }, 'usage.session_owner_failed')),
     onModelUse: (model) => models.touch(model),
   });
-  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode });
+  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode, context: { store: context.store, settled: (id) => context.context.settled(id) } });
   await registerConversationRoutes(http, { conversations, replies, websocket: config.conversations.websocket === 'on' });
   registerMetricsRoute(http, metrics, () => {
     metrics.cacheEntries.set(cache.size);
@@ -191,6 +195,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     metrics,
     guardian,
     cache,
+    context,
     async listen() {
       const url = await http.listen({ host: config.host, port: config.port });
       pool.startHealthChecks();
@@ -199,12 +204,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       models.start(config.upstream.healthIntervalMs);
       usage.start();
       void models.preloadConfigured().catch((err: unknown) => logger.warn({ err }, 'models.preload_failed'));
+      context.threads?.startSweeper();
       logger.info({ url, upstreams: config.upstreams, database: database.dialect }, 'parley.listening');
       return url;
     },
     close() {
       closing ??= (async () => {
         calls.beginDrain();
+        await context.summaries?.stop();
         for (const e of pool.entries) e.queue.close();
         // Stop accepting connections; idle keep-alive ones close now, busy ones when their reply ends.
         const httpClosed = http.close();
@@ -220,6 +227,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         models.stop();
         await usage.close();
         guardian.stop();
+        context.threads?.stopSweeper();
         // A connection whose reply has ended stays open (keep-alive) and would hold http.close()
         // until the client lets go of it (fastify's keepAliveTimeout is 72 s): close each one as
         // soon as it has no reply in progress.

@@ -20,6 +20,8 @@ import { answerDegraded, answerFromCache } from './fallback-answers.js';
 import { prepareCall, type PreparedCall } from './prepare-call.js';
 import { passHeaders, relayRaw, upstreamFailure } from './raw-relay.js';
 import { relaySessionStream } from './session-relay.js';
+import type { ContextService } from '../context/context-service.js';
+import type { ThreadService } from '../conversations/thread-service.js';
 
 /** The Ollama endpoints that run a model and therefore take a queue slot. */
 export type ModelEndpoint = 'chat' | 'generate' | 'embed' | 'embeddings';
@@ -40,6 +42,8 @@ export interface ModelCall {
   queueUpdates: boolean;
   /** Client headers worth forwarding (Accept, User-Agent); never Host. */
   forwardHeaders: Record<string, string>;
+  /** threads.mode = thread: who the caller is for threading a chat without a session id (see ThreadService). */
+  threadCaller?: string | undefined;
   /** Who asks (resolved from the API key); undefined = anonymous. */
   caller?: Caller | undefined;
 }
@@ -75,6 +79,10 @@ export interface ModelCallDeps {
   guardian?: MemoryGuardian | undefined;
   metrics?: Metrics | undefined;
   limits?: PipelineLimits | undefined;
+  /** Context windows, truncation, summaries and token counts for session turns (issue 4); default: none. */
+  context?: ContextService | undefined;
+  /** Threads for chats without a session id (threads.mode = thread); default: none. */
+  threads?: ThreadService | undefined;
   /** Budgets, rate limits and usage records (issue 6); default: none. */
   usage?: UsageService | undefined;
 }
@@ -262,7 +270,23 @@ export class ModelCallService {
       await relayRaw(upstream, client, entry.node.url, tap);
     } else {
       const recorder = this.deps.sessions.recorder(prep.session, call.model, prep.newMessages);
-      await relaySessionStream(upstream, client, { sessionId: prep.session, clientStream: call.clientStream, recorder, upstreamUrl: entry.node.url, tap });
+      const plan = prep.context;
+      const truncated = plan !== undefined && plan.droppedMessages > 0;
+      await relaySessionStream(upstream, client, {
+        sessionId: prep.session,
+        clientStream: call.clientStream,
+        recorder,
+        upstreamUrl: entry.node.url,
+        tap,
+        headers: { ...(prep.threaded ? { 'X-Session-Id': prep.session } : {}), ...(truncated ? { 'X-Parley-Truncated': String(plan.droppedMessages) } : {}) },
+        finalFields: truncated ? { parley: { truncated_messages: plan.droppedMessages, summary: plan.summaryUsed } } : undefined,
+        // Token counts from the upstream's figures (in the background; GET /api/sessions/:id waits for them).
+        onStored: () => {
+          if (!plan || !this.deps.context || !recorder.outcome) return;
+          const { status, metrics: m } = recorder.outcome;
+          this.deps.context.afterTurn(plan, { assistantMessageId: recorder.assistantMessageId(), complete: status === 'complete', metrics: m, content: recorder.reply.content, thinking: recorder.reply.thinking });
+        },
+      });
     }
     const reply = capture?.result();
     if (reply && prep.key && this.deps.cache) {

@@ -1,5 +1,7 @@
 import { ParleyError } from '../errors/parley-error.js';
 import type { MessageInput } from '../conversations/session-store.js';
+import { toWireMessage } from '../conversations/session-service.js';
+import type { ContextPlan } from '../context/context-service.js';
 import { normalizeModelName } from '../upstream/model-name.js';
 import { cacheKey } from '../resilience/response-cache.js';
 import type { ModelCall, ModelCallDeps } from './model-call-service.js';
@@ -15,20 +17,40 @@ export interface PreparedCall {
   key: string | undefined;
   /** First user message of a conversation (degraded static mode greets). */
   firstTurn: boolean;
+  /** Session turns with context management: what was sent, for exact token counts afterwards. */
+  context?: ContextPlan | undefined;
+  /** True when the session is a thread Parley chose for a request without a session id. */
+  threaded?: boolean | undefined;
 }
 
 /**
- * Builds the upstream body: for a session turn, the stored history + the new messages
- * (always streamed upstream, so a reply cut short can be kept as it was).
- * @throws ParleyError PARLEY_ERR_SESSION_TOO_LARGE over the session caps,
+ * Builds the upstream body: for a session turn, the stored history + the new messages, fitted
+ * into the model's context window by `deps.context` when present (always streamed upstream, so a
+ * reply cut short can be kept as it was). A chat without a session id is threaded onto the
+ * caller's matching conversation when `deps.threads` is present (threads.mode = thread).
+ * @throws ParleyError PARLEY_ERR_SESSION_TOO_LARGE over the session caps, PARLEY_ERR_CONTEXT_TOO_LONG
+ *   when the system prompt plus the new message cannot fit the window,
  *   PARLEY_ERR_STORAGE_UNAVAILABLE when the history cannot be read
  */
-export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'sessions' | 'limits' | 'cache'>): Promise<PreparedCall> {
+export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'sessions' | 'limits' | 'cache' | 'context' | 'threads'>): Promise<PreparedCall> {
   const body = { ...call.body };
-  const newMessages = Array.isArray(body.messages) ? (body.messages as MessageInput[]) : [];
-  const session = call.endpoint === 'chat' && call.sessionId !== undefined && newMessages.length > 0 ? call.sessionId : undefined;
+  let newMessages = Array.isArray(body.messages) ? (body.messages as MessageInput[]) : [];
+  let sessionId = call.sessionId;
+  let threaded = false;
+  if (call.endpoint === 'chat' && sessionId === undefined && newMessages.length > 0 && deps.threads && call.threadCaller !== undefined) {
+    // threads.mode = thread: the client re-sends its history; only what is new is the turn.
+    const t = await deps.threads.resolve(call.threadCaller, newMessages);
+    sessionId = t.sessionId;
+    newMessages = t.newMessages;
+    threaded = true;
+  }
+  const session = call.endpoint === 'chat' && sessionId !== undefined && newMessages.length > 0 ? sessionId : undefined;
+  let context: ContextPlan | undefined;
   if (session !== undefined) {
-    const history = await deps.sessions.history(session);
+    // The previous turn's token counts are written in the background: read history after them.
+    await deps.context?.settled(session);
+    const stored = await deps.sessions.sendable(session);
+    const history = stored.map(toWireMessage);
     const limits = deps.limits;
     if (limits) {
       const count = history.length + newMessages.length;
@@ -40,7 +62,13 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
         );
       }
     }
-    body.messages = [...history, ...newMessages];
+    if (deps.context) {
+      const fitted = await deps.context.fit({ sessionId: session, model: call.model, options: body.options, stored, incoming: newMessages });
+      body.messages = fitted.messages;
+      context = fitted.plan;
+    } else {
+      body.messages = [...history, ...newMessages];
+    }
     body.stream = true;
   }
   const generating = call.endpoint === 'chat' || call.endpoint === 'generate';
@@ -49,6 +77,6 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
     call.endpoint === 'chat'
       ? (body.messages as Array<{ role?: unknown }> | undefined ?? []).filter((m) => m?.role === 'user').length <= 1
       : !Array.isArray(body.context) || body.context.length === 0;
-  return { body, json: JSON.stringify(body), session, newMessages, key, firstTurn };
+  return { body, json: JSON.stringify(body), session, newMessages, key, firstTurn, context, threaded };
 }
 

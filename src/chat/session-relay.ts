@@ -13,13 +13,18 @@ export interface SessionRelayOptions {
   upstreamUrl: string;
   /** Sees every upstream chunk (the response cache records answers with it). */
   tap?: ((chunk: Buffer) => void) | undefined;
+  /** Extra response headers (X-Parley-Truncated, X-Session-Id of a thread). */
+  headers?: Record<string, string> | undefined;
+  /** Extra fields on the final (`done:true`) chunk only, e.g. `{"parley":{"truncated_messages":3,"summary":true}}`. */
+  finalFields?: Record<string, unknown> | undefined;
+  /** Called once the turn is stored (complete or incomplete), before the final chunk is written. */
+  onStored?: (() => void) | undefined;
 }
 
 /**
  * Relays an upstream `/api/chat` stream for a session turn: each chunk goes to the client as it
- * arrives with `"session_id"` added, the reply accumulates in the recorder. The first chunk is
- * written only after the turn's rows (new messages + an `incomplete` reply) are stored, the final
- * `done:true` chunk only after the completed turn is durably stored. With `stream:false` the
+ * arrives with `"session_id"` added, the reply accumulates in the recorder, and the final
+ * `done:true` chunk is written only after the turn is durably stored. With `stream:false` the
  * chunks are joined into one object as Ollama does (reference §2) and sent at the end.
  * Whatever ends the stream early (client gone, upstream error line, upstream cut) stores the
  * reply `incomplete`.
@@ -27,9 +32,14 @@ export interface SessionRelayOptions {
 export async function relaySessionStream(upstream: Dispatcher.ResponseData, client: ClientStream, opts: SessionRelayOptions): Promise<void> {
   const { recorder, clientStream } = opts;
   const suffix = `,"session_id":${JSON.stringify(opts.sessionId)}}\n`;
+  const finalSuffix = Object.entries(opts.finalFields ?? {}).reduce((acc, [k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}` + acc, suffix);
+  const headers = (contentType: string): Record<string, string> => ({ ...opts.headers, 'Content-Type': contentType });
   const lines = new NdjsonLines();
+  const finish = async (status: 'complete' | 'incomplete', metrics: Parameters<TurnRecorder['finish']>[1]): Promise<void> => {
+    await recorder.finish(status, metrics);
+    opts.onStored?.();
+  };
   let ended = false;
-  let begun = false;
 
   const handle = async (line: string): Promise<void> => {
     let chunk: Record<string, unknown>;
@@ -39,17 +49,11 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
       return;
     }
-    if (!begun) {
-      // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
-      // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
-      // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
-      await recorder.stored();
-      begun = true;
-    }
-    if (clientStream) client.start(200, { 'Content-Type': NDJSON });
+    recorder.begin();
+    if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;
-      await recorder.finish('incomplete', null);
+      await finish('incomplete', null);
       if (clientStream) client.end(line + '\n');
       else client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_REJECTED', chunk.error, { status: 500 }));
       return;
@@ -57,9 +61,9 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     recorder.add(chunk.message as Record<string, unknown> | undefined);
     if (chunk.done === true) {
       ended = true;
-      await recorder.finish('complete', metricsFromChunk(chunk));
-      if (clientStream) client.end(line.slice(0, -1) + suffix);
-      else client.sendWhole(200, { 'Content-Type': JSON_UTF8 }, JSON.stringify(aggregate(chunk, recorder, opts.sessionId)));
+      await finish('complete', metricsFromChunk(chunk));
+      if (clientStream) client.end(line.slice(0, -1) + finalSuffix);
+      else client.sendWhole(200, headers(JSON_UTF8), JSON.stringify({ ...aggregate(chunk, recorder, opts.sessionId), ...opts.finalFields }));
       return;
     }
     if (clientStream) await client.write(line.slice(0, -1) + suffix);
@@ -77,7 +81,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     if (tail && !ended) await handle(tail);
   } catch (e) {
     // Storage failures (already ParleyErrors) pass as they are; anything else broke the upstream read.
-    if (!ended) await recorder.finish('incomplete', null);
+    if (!ended) await finish('incomplete', null);
     if (client.gone || e instanceof ParleyError) throw e;
     throw midStreamError(e, opts.upstreamUrl);
   }
@@ -85,9 +89,9 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     // The upstream ended without done:true (Ollama's repetition guard does this): keep what
     // arrived, marked incomplete, and end the same way Ollama would.
     recorder.begin();
-    await recorder.finish('incomplete', null);
+    await finish('incomplete', null);
     if (clientStream) {
-      client.start(200, { 'Content-Type': NDJSON });
+      client.start(200, headers(NDJSON));
       client.end();
     } else {
       client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_INCOMPLETE', 'the model stopped before finishing its reply'));

@@ -152,6 +152,30 @@ export const configSchema = z
         replyBufferMaxEvents: z.number().int().min(16).default(100_000),
       })
       .prefault({}),
+    context: z
+      .object({
+        /** Context window when neither options.num_ctx nor the upstream's /api/show gives one, in tokens. Default 4096. */
+        defaultWindowTokens: z.number().int().min(256).default(4096),
+        /** Upper bound on the window Parley fits history into, in tokens; 0 = none. Default 0. */
+        windowCapTokens: z.number().int().min(0).default(0),
+        /** Tokens kept free for the reply when the request has no options.num_predict. Default 512. */
+        replyReserveTokens: z.number().int().min(0).default(512),
+        /** Running summary of history that fell out of the window: on or off. Default on. */
+        summary: z.enum(['on', 'off']).default('on'),
+        /** Model that writes summaries; empty = the session's own model. Default empty. */
+        summaryModel: z.string().default(''),
+        /** Longest summary, in tokens (sent as num_predict). Default 256. */
+        summaryMaxTokens: z.number().int().min(16).default(256),
+      })
+      .prefault({}),
+    threads: z
+      .object({
+        /** /api/chat without a session id: off (store nothing, as Ollama) or thread (append to the caller's matching conversation). Default off. */
+        mode: z.enum(['off', 'thread']).default('off'),
+        /** A threaded conversation idle this long is no longer continued and is deleted, in ms. Default 24 hours. */
+        retentionMs: ms(24 * 3_600_000),
+      })
+      .prefault({}),
     shutdown: z
       .object({
         /** On SIGTERM, how long in-flight replies may take to finish, in ms. Default 30 s. */
@@ -231,5 +255,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'conversations.reconnectGraceMs', env: 'PARLEY_CONVERSATION_RECONNECT_GRACE_MS', kind: 'int', unit: 'ms', default: '30000', description: 'A reply whose client went away keeps generating this long for a reconnect (Last-Event-ID), then is cancelled and stored incomplete.' },
   { path: 'conversations.replyRetentionMs', env: 'PARLEY_CONVERSATION_REPLY_RETENTION_MS', kind: 'int', unit: 'ms', default: '300000', description: 'How long a finished reply\'s events can still be replayed with Last-Event-ID.' },
   { path: 'conversations.replyBufferMaxEvents', env: 'PARLEY_CONVERSATION_REPLY_BUFFER_MAX_EVENTS', kind: 'int', unit: 'events', default: '100000', description: 'Events one reply keeps for replay (the oldest are dropped past it).' },
+  { path: 'context.defaultWindowTokens', env: 'PARLEY_CONTEXT_DEFAULT_WINDOW_TOKENS', kind: 'int', unit: 'tokens', default: '4096', description: 'Context window used when neither `options.num_ctx` nor the upstream\'s `/api/show` (`<arch>.context_length`) gives one.' },
+  { path: 'context.windowCapTokens', env: 'PARLEY_CONTEXT_WINDOW_CAP_TOKENS', kind: 'int', unit: 'tokens', default: '0', description: 'Upper bound on the window history is fitted into (set it to OLLAMA_CONTEXT_LENGTH when Ollama runs models below their training context); 0 = none.' },
+  { path: 'context.replyReserveTokens', env: 'PARLEY_CONTEXT_REPLY_RESERVE_TOKENS', kind: 'int', unit: 'tokens', default: '512', description: 'Tokens left free for the reply when the request has no `options.num_predict` (which is used instead).' },
+  { path: 'context.summary', env: 'PARLEY_CONTEXT_SUMMARY', kind: 'string', unit: '', default: 'on', description: '`on`: history that falls out of the window is folded into a running summary (written by the upstream in the background, when no user request waits) and sent as a system message; `off`: it is just dropped.' },
+  { path: 'context.summaryModel', env: 'PARLEY_CONTEXT_SUMMARY_MODEL', kind: 'string', unit: '', default: '', description: 'Model that writes summaries; empty = the session\'s own model.' },
+  { path: 'context.summaryMaxTokens', env: 'PARLEY_CONTEXT_SUMMARY_MAX_TOKENS', kind: 'int', unit: 'tokens', default: '256', description: 'Longest summary (sent as `num_predict`).' },
+  { path: 'threads.mode', env: 'PARLEY_THREADS_MODE', kind: 'string', unit: '', default: 'off', description: '`/api/chat` without a session id: `off` stores nothing (as Ollama); `thread` stores the conversation and, when a caller re-sends its history plus a new message, appends the turn to that conversation (id `thread-…` in `X-Session-Id`).' },
+  { path: 'threads.retentionMs', env: 'PARLEY_THREADS_RETENTION_MS', kind: 'int', unit: 'ms', default: '86400000', description: 'A threaded conversation idle this long is no longer continued and is deleted with its messages.' },
   { path: 'shutdown.drainTimeoutMs', env: 'PARLEY_DRAIN_TIMEOUT_MS', kind: 'int', unit: 'ms', default: '30000', description: 'On SIGTERM, how long in-flight replies may take to finish.' },
 ];

@@ -59,7 +59,6 @@ const gpt2Exact = (content: string): number => gpt2Tokens(content) + 5;
 const asMessage = (content: string, i: number) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content });
 /** Each pair (a question and its answer, one topic) gives one message to each half, questions and answers alternating. */
 const inTrain = (i: number): boolean => i % 4 === 0 || i % 4 === 3;
-const TRAIN = CORPUS.filter((_, i) => inTrain(i));
 const TEST = CORPUS.filter((_, i) => !inTrain(i));
 
 /** Mean absolute relative error of per-message estimates, and the relative error of their sum. */

@@ -52,13 +52,13 @@ export class SessionService {
    * model as something it said).
    */
   async history(sessionId: string): Promise<MessageInput[]> {
+    return (await this.sendable(sessionId)).map(toWireMessage);
+  }
+
+  /** The stored messages `history()` is made of (ids, seq, token counts), in order. */
+  async sendable(sessionId: string): Promise<StoredMessage[]> {
     const stored = await this.store.listMessages(sessionId);
-    const out: MessageInput[] = [];
-    for (const m of stored) {
-      if (m.role === 'assistant' && m.status !== 'complete') continue;
-      out.push(toWireMessage(m));
-    }
-    return out;
+    return stored.filter((m) => !(m.role === 'assistant' && m.status !== 'complete'));
   }
 
   recorder(sessionId: string, model: string, newMessages: MessageInput[]): TurnRecorder {
@@ -99,7 +99,8 @@ export class SessionService {
   }
 }
 
-function toWireMessage(m: StoredMessage): MessageInput {
+/** A stored message as an Ollama message object (only the fields a model reads). */
+export function toWireMessage(m: StoredMessage): MessageInput {
   const out: MessageInput = { role: m.role, content: m.content };
   if (m.thinking) out.thinking = m.thinking;
   if (m.images && m.images.length > 0) out.images = m.images;

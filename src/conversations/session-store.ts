@@ -40,6 +40,10 @@ export interface StoredMessage extends MessageInput {
   model: string | null;
   status: MessageStatus;
   metrics: ReplyMetrics | null;
+  /** Prompt tokens the message costs (issue 4); null/absent until counted. */
+  tokens?: number | null | undefined;
+  /** True when `tokens` comes from the upstream's own counts, false for an estimate. */
+  tokensExact?: boolean | undefined;
   createdAt: string;
   updatedAt: string;
 }

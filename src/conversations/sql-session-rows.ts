@@ -30,6 +30,10 @@ export function toStoredMessage(row: MessageRow, sessionId: string): StoredMessa
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+  if (row.tokens !== null && row.tokens !== undefined) {
+    message.tokens = Number(row.tokens);
+    message.tokensExact = Number(row.tokens_exact) === 1;
+  }
   if (row.thinking !== null) message.thinking = row.thinking;
   if (row.images !== null) message.images = JSON.parse(row.images) as string[];
   if (row.tool_calls !== null) message.tool_calls = JSON.parse(row.tool_calls) as unknown[];

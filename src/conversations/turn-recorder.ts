@@ -9,14 +9,16 @@ export interface ReplySoFar {
 }
 
 /**
- * Persists one session turn while it streams: `begin()` starts the insert of the new messages
- * plus an `incomplete` assistant placeholder, which the relay awaits (`stored()`) before the first
- * chunk goes to the client; partial text is saved at most every `partialSaveIntervalMs`;
+ * Persists one session turn while it streams, without stalling the relay:
+ * `begin()` starts the insert of the new messages plus an `incomplete` assistant placeholder
+ * (not awaited by the relay); partial text is saved at most every `partialSaveIntervalMs`;
  * `finish()` is awaited before the final chunk goes to the client, so a turn whose final chunk
  * was sent is durable (SQLite WAL commit / Postgres commit).
  */
 export class TurnRecorder {
   readonly reply: ReplySoFar = { content: '', thinking: '', toolCalls: [] };
+  /** How the turn ended (set by `finish`): status and the final chunk's metrics. */
+  outcome: { status: MessageStatus; metrics: ReplyMetrics | null } | undefined;
   private begun: Promise<number> | undefined;
   private lastSavedLength = 0;
   private saveTimer: NodeJS.Timeout | undefined;
@@ -43,15 +45,6 @@ export class TurnRecorder {
     this.begun.catch((e: unknown) => this.logger.error({ err: e, sessionId: this.sessionId }, 'session.turn_begin_failed'));
   }
 
-  /**
-   * Starts writing the turn if needed and resolves once its rows are stored.
-   * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE when they cannot be written
-   */
-  async stored(): Promise<void> {
-    this.begin();
-    await this.begun;
-  }
-
   /** Adds one upstream chat chunk's `message` to the reply. */
   add(message: { content?: unknown; thinking?: unknown; tool_calls?: unknown } | undefined): void {
     if (!message) return;
@@ -71,6 +64,7 @@ export class TurnRecorder {
    */
   async finish(status: MessageStatus, metrics: ReplyMetrics | null): Promise<void> {
     this.finished = true;
+    this.outcome = { status, metrics };
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.begin();
     const id = await this.begun!;
@@ -83,6 +77,11 @@ export class TurnRecorder {
       metrics,
       now: this.now().toISOString(),
     });
+  }
+
+  /** The stored assistant message's id once the turn was begun (undefined if never begun or the insert failed). */
+  async assistantMessageId(): Promise<number | undefined> {
+    return this.begun?.catch(() => undefined);
   }
 
   private savePartial(): void {

@@ -70,6 +70,8 @@ export const ERROR_CODES = {
   PARLEY_ERR_QUEUE_DRAINING: { status: 503, retryable: true, description: 'An operator is draining the queue (/admin/queue/drain): queued requests run, new ones are refused until resume.' },
   PARLEY_ERR_QUEUE_CLEARED: { status: 503, retryable: true, description: 'An operator cleared the queue or cancelled this request (/admin/queue) while it waited.' },
   PARLEY_ERR_ADMIN_NOT_FOUND: { status: 404, retryable: false, description: 'An /admin resource (key, queued request, session, model) that does not exist.' },
+  // context window (issue 4)
+  PARLEY_ERR_CONTEXT_TOO_LONG: { status: 400, retryable: false, description: 'The system prompt plus the new message (plus the reply reserve) do not fit the model\'s context window even with all history left out; the text names both token counts.' },
   // storage
   PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read; nothing partial was stored.' },
   // anything else

@@ -121,6 +121,35 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Session turns that left history out to fit the model's context window. */
+  readonly contextTruncations = new Counter({
+    name: 'parley_context_truncations_total',
+    help: 'Session turns that left older history out to fit the model context window.',
+    registers: [this.registry],
+  });
+
+  readonly contextDroppedMessages = new Counter({
+    name: 'parley_context_dropped_messages_total',
+    help: 'Stored messages left out of upstream requests to fit the context window (summed over turns).',
+    registers: [this.registry],
+  });
+
+  /** Summary runs by outcome: `made`, `failed`, `yielded` (stopped because a user request waited). */
+  readonly contextSummaries = new Counter({
+    name: 'parley_context_summaries_total',
+    help: 'Background summary runs, by outcome (made, failed, yielded to a user request).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /** |estimate - exact| / exact of a turn's new messages, once the upstream's exact count is known. */
+  readonly contextEstimateError = new Histogram({
+    name: 'parley_context_estimate_error_ratio',
+    help: 'Relative error of the token estimate of new messages against the exact upstream count.',
+    buckets: [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+    registers: [this.registry],
+  });
+
   readonly requestDuration = new Histogram({
     name: 'parley_request_duration_seconds',
     help: 'Model requests from arrival to the end of the response, by endpoint and outcome.',

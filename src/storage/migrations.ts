@@ -76,6 +76,57 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.dropTable('conversations').execute();
       },
     },
+    '0003_conversations': {
+      // The conversations API lists `where deleted_at is null order by updated_at desc` (newest first).
+      async up(db: Kysely<any>): Promise<void> {
+        await db.schema.createIndex('conversations_deleted_at_updated_at_idx').on('conversations').columns(['deleted_at', 'updated_at']).execute();
+      },
+      async down(db: Kysely<any>): Promise<void> {
+        await db.schema.dropIndex('conversations_deleted_at_updated_at_idx').execute();
+      },
+    },
+    '0002_context': {
+      // Token counts per message, context state per session (truncation, running summary), and
+      // threads: conversations of /api/chat callers without a session id (threads.mode = thread).
+      async up(db: Kysely<any>): Promise<void> {
+        await db.schema.alterTable('messages').addColumn('tokens', 'integer').execute();
+        await db.schema.alterTable('messages').addColumn('tokens_exact', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema
+          .createTable('session_context')
+          .addColumn('session_id', 'text', (c) => c.primaryKey())
+          .addColumn('window_tokens', 'integer')
+          .addColumn('truncations', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('truncated_messages', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('truncated_turns', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('dropped_through_seq', 'integer')
+          .addColumn('summary', 'text')
+          .addColumn('summary_through_seq', 'integer')
+          .addColumn('summary_messages', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('summary_tokens', 'integer')
+          .addColumn('summary_tokens_exact', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('summary_model', 'text')
+          .addColumn('summary_created_at', 'text')
+          .addColumn('summaries', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('threads')
+          .addColumn('session_id', 'text', (c) => c.primaryKey())
+          .addColumn('caller_key', 'text', (c) => c.notNull())
+          .addColumn('root_hash', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('last_active_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('threads_caller_key_root_hash_idx').on('threads').columns(['caller_key', 'root_hash']).execute();
+        await db.schema.createIndex('threads_last_active_at_idx').on('threads').column('last_active_at').execute();
+      },
+      async down(db: Kysely<any>): Promise<void> {
+        await db.schema.dropTable('threads').execute();
+        await db.schema.dropTable('session_context').execute();
+        await db.schema.alterTable('messages').dropColumn('tokens_exact').execute();
+        await db.schema.alterTable('messages').dropColumn('tokens').execute();
+      },
+    },
     '0004_users': {
       // API keys (hashed), daily usage per key and model, the admin audit log, session owners.
       async up(db: Kysely<any>): Promise<void> {
@@ -123,15 +174,6 @@ function migrations(dialect: DialectName): Record<string, Migration> {
       },
       async down(db: Kysely<any>): Promise<void> {
         for (const t of ['session_owners', 'admin_audit', 'usage_daily', 'api_keys']) await db.schema.dropTable(t).execute();
-      },
-    },
-    '0003_conversations': {
-      // The conversations API lists `where deleted_at is null order by updated_at desc` (newest first).
-      async up(db: Kysely<any>): Promise<void> {
-        await db.schema.createIndex('conversations_deleted_at_updated_at_idx').on('conversations').columns(['deleted_at', 'updated_at']).execute();
-      },
-      async down(db: Kysely<any>): Promise<void> {
-        await db.schema.dropIndex('conversations_deleted_at_updated_at_idx').execute();
       },
     },
   };

@@ -57,6 +57,10 @@ export interface MessagesTable {
   load_duration_ns: number | null;
   prompt_eval_duration_ns: number | null;
   eval_duration_ns: number | null;
+  /** Prompt tokens the message costs (exact from upstream counts, else an estimate); null = not counted yet. */
+  tokens: number | null;
+  /** 1 when `tokens` comes from the upstream's own counts, 0 for an estimate. */
+  tokens_exact: Generated<number>;
   created_at: string;
   updated_at: string;
 }
@@ -108,10 +112,49 @@ export interface SessionOwnersTable {
   created_at: string;
 }
 
+/** Context state of a session (issue 4): truncation counts and the running summary. */
+export interface SessionContextTable {
+  session_id: string;
+  /** Window (tokens) of the latest turn. */
+  window_tokens: number | null;
+  /** Turns that left history out. */
+  truncations: Generated<number>;
+  /** Messages / user turns left out of the latest turn. */
+  truncated_messages: Generated<number>;
+  truncated_turns: Generated<number>;
+  /** Highest message seq ever left out. */
+  dropped_through_seq: number | null;
+  summary: string | null;
+  /** The summary covers every message with seq ≤ this. */
+  summary_through_seq: number | null;
+  /** Messages folded into the summary so far. */
+  summary_messages: Generated<number>;
+  summary_tokens: number | null;
+  summary_tokens_exact: Generated<number>;
+  summary_model: string | null;
+  summary_created_at: string | null;
+  /** Summaries written for this session. */
+  summaries: Generated<number>;
+  updated_at: string;
+}
+
+/** A threaded conversation (threads.mode = thread): its session and who it belongs to. */
+export interface ThreadsTable {
+  session_id: string;
+  /** SHA-256 of the caller (API key, or client IP + User-Agent). */
+  caller_key: string;
+  /** SHA-256 of the messages up to and including the first user message. */
+  root_hash: string;
+  created_at: string;
+  last_active_at: string;
+}
+
 export interface DatabaseSchema {
   conversations: ConversationsTable;
   sessions: SessionsTable;
   messages: MessagesTable;
+  session_context: SessionContextTable;
+  threads: ThreadsTable;
   api_keys: ApiKeysTable;
   usage_daily: UsageDailyTable;
   admin_audit: AdminAuditTable;

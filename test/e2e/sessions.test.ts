@@ -196,7 +196,8 @@ describe.each(dialects)('sessions on $name', (dialect) => {
       archived_at: null,
       message_count: 2,
     });
-    expect(session.messages[0]).toEqual({ role: 'user', content: u1.content, model: MODEL, status: 'complete', created_at: '2026-03-01T12:00:00.000Z' });
+    // tokens: the upstream's exact count (prompt_eval_count of the first turn, one message).
+    expect(session.messages[0]).toEqual({ role: 'user', content: u1.content, model: MODEL, status: 'complete', created_at: '2026-03-01T12:00:00.000Z', tokens: chatPromptTokens([u1], undefined), tokens_exact: true });
     expect(session.messages[1]).toEqual({
       role: 'assistant',
       content: replyText(chunks),
@@ -210,6 +211,9 @@ describe.each(dialects)('sessions on $name', (dialect) => {
       load_duration: final.load_duration,
       prompt_eval_duration: final.prompt_eval_duration,
       eval_duration: final.eval_duration,
+      // eval_count + the per-message template overhead (4 until calibrated; the simulator's too).
+      tokens: 8 + 4,
+      tokens_exact: true,
     });
     expect(final.prompt_eval_count).toBe(chatPromptTokens([u1], undefined));
     expect(final.eval_count).toBe(8);
@@ -343,7 +347,8 @@ describe.each(dialects)('sessions on $name', (dialect) => {
     expect(partial).not.toBe('');
 
     const afterFailure = await getSession(h.url, 'cut');
-    expect(afterFailure.messages[1]).toEqual({ role: 'assistant', content: partial, model: MODEL, status: 'incomplete', created_at: expect.any(String) });
+    // An incomplete reply has no upstream count: it carries an estimate.
+    expect(afterFailure.messages[1]).toEqual({ role: 'assistant', content: partial, model: MODEL, status: 'incomplete', created_at: expect.any(String), tokens: expect.any(Number), tokens_exact: false });
 
     h.sim.setFaults({});
     const u2 = { role: 'user', content: 'Try again, please.' };

@@ -5,12 +5,15 @@ import type { SessionService } from '../../conversations/session-service.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
 import { takeOver } from '../http/http-server.js';
+import { threadCallerKey } from '../../conversations/thread-service.js';
 import { callerOf } from '../http/auth.js';
 
 export interface ModelRoutesDeps {
   calls: ModelCallService;
   sessions: SessionService;
   pool: UpstreamPool;
+  /** threads.mode = thread: chats without a session id are threaded per caller (client IP + User-Agent). */
+  threads?: boolean | undefined;
   /** keep_alive added to requests that carry none (config `models.defaultKeepAlive`, read per request); '' = none. */
   defaultKeepAlive?: () => string;
   /** Told when a keyed caller uses a session (for /admin/sessions?key=…). */
@@ -82,6 +85,7 @@ async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: F
     model,
     body: forwarded,
     clientStream: endpoint === 'chat' || endpoint === 'generate' ? body.stream !== false : false,
+    threadCaller: deps.threads && endpoint === 'chat' && sessionId === undefined ? threadCallerKey([request.ip, String(request.headers['user-agent'] ?? '')]) : undefined,
     sessionId,
     queueUpdates: request.headers[QUEUE_UPDATES_HEADER] === '1',
     forwardHeaders,

@@ -5,6 +5,7 @@ import type { StoredMessage } from '../../conversations/session-store.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { parseJsonObject } from '../http/json-body.js';
 import type { MemoryGuardian } from '../../resilience/memory-guardian.js';
+import type { ContextStore, SessionContextState } from '../../context/context-store.js';
 
 export interface ParleyRoutesDeps {
   pool: UpstreamPool;
@@ -16,6 +17,8 @@ export interface ParleyRoutesDeps {
   guardian?: MemoryGuardian | undefined;
   /** degraded.mode, reported as `degraded_mode`. */
   degradedMode?: string | undefined;
+  /** Context state per session (truncation, summary), shown by GET /api/sessions/:id. */
+  context?: { store: ContextStore; settled(sessionId: string): Promise<void> } | undefined;
 }
 
 /**
@@ -80,6 +83,7 @@ export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDep
 
   app.get('/api/sessions/:id', async (request, reply) => {
     const id = deps.sessions.resolveId((request.params as { id: string }).id);
+    await deps.context?.settled(id);
     const found = await deps.sessions.get(id);
     if (!found) throw new ParleyError('PARLEY_ERR_SESSION_NOT_FOUND', `session '${id}' not found`);
     const s = found.session;
@@ -94,6 +98,7 @@ export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDep
       archived_at: s.archivedAt,
       message_count: found.messages.length,
       messages: found.messages.map(toWire),
+      ...(deps.context ? { context: contextWire(await deps.context.store.get(id)) } : {}),
     });
   });
 }
@@ -107,6 +112,10 @@ function toWire(m: StoredMessage): Record<string, unknown> {
   out.model = m.model;
   out.status = m.status;
   out.created_at = m.createdAt;
+  if (m.tokens != null) {
+    out.tokens = m.tokens;
+    out.tokens_exact = m.tokensExact === true;
+  }
   if (m.metrics) {
     out.done_reason = m.metrics.doneReason;
     out.prompt_eval_count = m.metrics.promptTokens;
@@ -117,6 +126,20 @@ function toWire(m: StoredMessage): Record<string, unknown> {
     out.eval_duration = m.metrics.evalDurationNs;
   }
   return out;
+}
+
+/** The `context` object of GET /api/sessions/:id (docs/api.md). */
+function contextWire(c: SessionContextState | undefined): Record<string, unknown> {
+  const s = c?.summary ?? null;
+  return {
+    window_tokens: c?.windowTokens ?? null,
+    truncations: c?.truncations ?? 0,
+    truncated_messages: c?.truncatedMessages ?? 0,
+    truncated_turns: c?.truncatedTurns ?? 0,
+    dropped_through_seq: c?.droppedThroughSeq ?? null,
+    summaries: c?.summaries ?? 0,
+    summary: s && { text: s.text, covers_through_seq: s.throughSeq, covered_messages: s.messages, tokens: s.tokens, model: s.model, created_at: s.createdAt },
+  };
 }
 
 function sum(xs: number[]): number {
