@@ -40,6 +40,15 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     opts.onStored?.();
   };
   let ended = false;
+  // Chunk lines of one upstream read, written to the client with one write (a burst of tokens in
+  // one TCP read was one write per token: the largest part of Parley's per-token cost).
+  let out = '';
+  const flush = async (): Promise<void> => {
+    if (out === '') return;
+    const text = out;
+    out = '';
+    await client.write(text);
+  };
 
   const handle = async (line: string): Promise<void> => {
     let chunk: Record<string, unknown>;
@@ -53,6 +62,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;
+      await flush();
       await finish('incomplete', null);
       if (clientStream) client.end(line + '\n');
       else client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_REJECTED', chunk.error, { status: 500 }));
@@ -61,12 +71,13 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     recorder.add(chunk.message as Record<string, unknown> | undefined);
     if (chunk.done === true) {
       ended = true;
+      await flush();
       await finish('complete', metricsFromChunk(chunk));
       if (clientStream) client.end(line.slice(0, -1) + finalSuffix);
       else client.sendWhole(200, headers(JSON_UTF8), JSON.stringify({ ...aggregate(chunk, recorder, opts.sessionId), ...opts.finalFields }));
       return;
     }
-    if (clientStream) await client.write(line.slice(0, -1) + suffix);
+    if (clientStream) out += line.slice(0, -1) + suffix;
   };
 
   try {
@@ -75,10 +86,12 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       for (const line of lines.push(buf)) {
         if (!ended) await handle(line);
       }
+      await flush();
       if (ended) break;
     }
     const tail = lines.flush();
     if (tail && !ended) await handle(tail);
+    await flush();
   } catch (e) {
     // Storage failures (already ParleyErrors) pass as they are; anything else broke the upstream read.
     if (!ended) await finish('incomplete', null);
