@@ -146,7 +146,7 @@ export class ModelCallService {
         state.ticket = ticket;
         state.meter = new UsageMeter();
       }
-      if (call.endpoint === 'chat') client.step?.({ stage: 'context_built', messages: Array.isArray(prep.body.messages) ? prep.body.messages.length : 0 });
+      if (call.endpoint === 'chat') client.step?.({ stage: 'context_built', messages: Array.isArray(prep.body.messages) ? prep.body.messages.length : 0, truncatedMessages: prep.context?.droppedMessages, summaryUsed: prep.context?.summaryUsed });
       if (answerFromCache(call, prep, client, this.deps)) {
         outcome = 'cache';
         return;
