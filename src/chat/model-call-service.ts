@@ -191,7 +191,9 @@ export class ModelCallService {
       }
     } finally {
       const durationMs = performance.now() - startedAt;
-      ticket?.settle({ counts: state.meter?.counts(), committed: state.committed, error: outcome !== 'ok' && outcome !== 'cache', durationMs });
+      const counts = state.meter?.counts();
+      ticket?.settle({ counts, committed: state.committed, error: outcome !== 'ok' && outcome !== 'cache', durationMs });
+      if (counts?.loadDurationNs !== undefined) metrics?.modelLoadDuration.observe({ model: normalizeModelName(call.model) }, counts.loadDurationNs / 1e9);
       metrics?.requestDuration.observe({ endpoint: call.endpoint, outcome }, durationMs / 1000);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }

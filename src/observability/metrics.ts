@@ -150,6 +150,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Ollama's `load_duration` of each reply, by model: near 0 when the model was loaded, the switch time when it had to be loaded. */
+  readonly modelLoadDuration = new Histogram({
+    name: 'parley_model_load_duration_seconds',
+    help: "Ollama's load_duration of each model reply, by model (the model switch time when it had to be loaded).",
+    labelNames: ['model'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
   readonly requestDuration = new Histogram({
     name: 'parley_request_duration_seconds',
     help: 'Model requests from arrival to the end of the response, by endpoint and outcome.',

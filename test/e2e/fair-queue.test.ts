@@ -140,3 +140,16 @@ describe('switch-aware scheduling', () => {
     expect(aware.totalMs).toBeLessThan(fifo.totalMs);
   }, 60_000);
 });
+
+describe('model switch time', () => {
+  it('is measured as parley_model_load_duration_seconds from the replies', async () => {
+    const { url } = await start({ sim: { loadMs: 120, maxLoadedModels: 1 } });
+    for (const model of ['llama3.2', 'qwen3', 'llama3.2']) {
+      expect((await raw(url, '/api/chat', { body: { model, messages: [{ role: 'user', content: 'hi' }], stream: false } })).status).toBe(200);
+    }
+    const text = (await raw(url, '/metrics')).text;
+    expect(text).toMatch(/^parley_model_load_duration_seconds_count\{model="llama3.2:latest"\} 2$/m);
+    expect(text).toMatch(/^parley_model_load_duration_seconds_bucket\{le="0.1",model="qwen3:latest"\} 0$/m);
+    expect(text).toMatch(/^parley_model_load_duration_seconds_bucket\{le="0.25",model="qwen3:latest"\} 1$/m);
+  });
+});
