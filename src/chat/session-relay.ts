@@ -23,8 +23,9 @@ export interface SessionRelayOptions {
 
 /**
  * Relays an upstream `/api/chat` stream for a session turn: each chunk goes to the client as it
- * arrives with `"session_id"` added, the reply accumulates in the recorder, and the final
- * `done:true` chunk is written only after the turn is durably stored. With `stream:false` the
+ * arrives with `"session_id"` added, the reply accumulates in the recorder. The first chunk is
+ * written only after the turn's rows (new messages + an `incomplete` reply) are stored, the final
+ * `done:true` chunk only after the completed turn is durably stored. With `stream:false` the
  * chunks are joined into one object as Ollama does (reference §2) and sent at the end.
  * Whatever ends the stream early (client gone, upstream error line, upstream cut) stores the
  * reply `incomplete`.
@@ -40,6 +41,7 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     opts.onStored?.();
   };
   let ended = false;
+  let begun = false;
   // Chunk lines of one upstream read, written to the client with one write (a burst of tokens in
   // one TCP read was one write per token: the largest part of Parley's per-token cost).
   let out = '';
@@ -58,7 +60,13 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
       return;
     }
-    recorder.begin();
+    if (!begun) {
+      // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
+      // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
+      // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
+      await recorder.stored();
+      begun = true;
+    }
     if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;

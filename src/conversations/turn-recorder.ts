@@ -9,9 +9,9 @@ export interface ReplySoFar {
 }
 
 /**
- * Persists one session turn while it streams, without stalling the relay:
- * `begin()` starts the insert of the new messages plus an `incomplete` assistant placeholder
- * (not awaited by the relay); partial text is saved at most every `partialSaveIntervalMs`;
+ * Persists one session turn while it streams: `begin()` starts the insert of the new messages
+ * plus an `incomplete` assistant placeholder, which the relay awaits (`stored()`) before the first
+ * chunk goes to the client; partial text is saved at most every `partialSaveIntervalMs`;
  * `finish()` is awaited before the final chunk goes to the client, so a turn whose final chunk
  * was sent is durable (SQLite WAL commit / Postgres commit).
  */
@@ -43,6 +43,15 @@ export class TurnRecorder {
       .then((r) => r.assistantMessageId);
     // Keep a rejection from being reported as unhandled before finish() awaits it.
     this.begun.catch((e: unknown) => this.logger.error({ err: e, sessionId: this.sessionId }, 'session.turn_begin_failed'));
+  }
+
+  /**
+   * Starts writing the turn if needed and resolves once its rows are stored.
+   * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE when they cannot be written
+   */
+  async stored(): Promise<void> {
+    this.begin();
+    await this.begun;
   }
 
   /** Adds one upstream chat chunk's `message` to the reply. */

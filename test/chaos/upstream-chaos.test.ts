@@ -186,8 +186,10 @@ describe('model-switching storm', () => {
       Array.from({ length: n }, (_, i) => raw(p.url, '/api/chat', { body: { model: models[i % 2], messages: [{ role: 'user', content: `m${i}` }], stream: false, session_id: `storm${i % 4}` } })),
     );
     expect(rs.map((r) => r.status)).toEqual(Array(n).fill(200));
-    // A response with a load_duration of at least loadMs had to (re)load its model: a switch.
-    const switches = rs.filter((r) => (JSON.parse(r.text).load_duration as number) >= 30e6).length;
+    // A response whose load_duration is near loadMs (30 ms) had to (re)load its model: a switch. A
+    // warm reply's is well under 1 ms; a load can measure a little under 30 ms, because a timer
+    // counts from the event loop's cached clock (seen: 29.9 ms), so the line is drawn at 20 ms.
+    const switches = rs.filter((r) => (JSON.parse(r.text).load_duration as number) >= 20e6).length;
     console.log(`[chaos] model-switching storm: ${n} requests, ${switches} model switches`);
     expect(switches).toBeGreaterThan(0);
     let storedTurns = 0;
