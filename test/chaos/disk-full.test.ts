@@ -57,7 +57,9 @@ describe('disk full while writing sessions', () => {
       throw new Error(`cannot mount a tmpfs for the disk-full test (needs root): ${(e as Error).message}`);
     }
     const dbFile = join(dir, 'parley.db');
-    h = await startHarness({ sim: { replyTokens: 30 }, config: { databaseUrl: dbFile } });
+    // A model with a large context window, so the 200 kB turns below fit it (the context window
+    // check would refuse them before any database write otherwise).
+    h = await startHarness({ sim: { replyTokens: 30, models: [{ name: 'llama3.2:latest', contextLength: 131_072 }] }, config: { databaseUrl: dbFile } });
     const acknowledged: Array<{ id: string; content: string }> = [];
     const ok = await turn(h.url, 'before', 'stored before the disk filled');
     expect(ndjson(ok.text).at(-1)).toMatchObject({ done: true });
