@@ -47,12 +47,12 @@ export const ERROR_CODES = {
   PARLEY_ERR_QUEUE_CANCELLED: { status: 499, retryable: false, description: 'The client went away while queued (Ollama: "request canceled").' },
   PARLEY_ERR_SHUTTING_DOWN: { status: 503, retryable: true, description: 'Parley is draining for shutdown and takes no new model requests.' },
   // upstream
-  PARLEY_ERR_UPSTREAM_UNAVAILABLE: { status: 502, retryable: true, description: 'No upstream Ollama could be reached (connection refused, reset, DNS).' },
+  PARLEY_ERR_UPSTREAM_UNAVAILABLE: { status: 502, retryable: true, description: 'No upstream Ollama could be reached (connection refused, reset, DNS). Retried; when no upstream is left the client gets the degraded answer (PARLEY_ERR_DEGRADED_UNAVAILABLE, 503) quoting this text; the code is in the logs and parley_upstream_failures_total.' },
   PARLEY_ERR_UPSTREAM_STREAM_BROKEN: { status: 502, retryable: true, description: 'The upstream connection failed after the reply started; sent as a final {"error"} line.' },
   PARLEY_ERR_UPSTREAM_INCOMPLETE: { status: 502, retryable: true, description: 'The upstream stream ended without done:true.' },
   PARLEY_ERR_UPSTREAM_REJECTED: { status: 500, retryable: false, description: 'The upstream answered with an error; its status and text are relayed unchanged.' },
-  PARLEY_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, retryable: true, description: 'No TCP connection to the upstream within upstream.connectTimeoutMs.' },
-  PARLEY_ERR_UPSTREAM_FIRST_BYTE_TIMEOUT: { status: 504, retryable: true, description: 'The upstream sent no response within upstream.headersTimeoutMs (covers a cold model load).' },
+  PARLEY_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, retryable: true, description: 'No TCP connection to the upstream within upstream.connectTimeoutMs. Retried; when no upstream is left the client gets the degraded answer (503) quoting "did not accept a connection in time"; counted in parley_upstream_timeouts_total{kind="connect"}.' },
+  PARLEY_ERR_UPSTREAM_FIRST_BYTE_TIMEOUT: { status: 504, retryable: true, description: 'The upstream sent no response within upstream.headersTimeoutMs (covers a cold model load). Retried; when no upstream is left the client gets the degraded answer (503) quoting "did not start answering in time"; counted in parley_upstream_timeouts_total{kind="first_byte"}.' },
   PARLEY_ERR_UPSTREAM_IDLE_TIMEOUT: { status: 504, retryable: true, description: 'The upstream went silent mid-reply for longer than upstream.bodyTimeoutMs; sent as a final {"error"} line.' },
   PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN: { status: 503, retryable: true, description: 'The upstream\'s circuit breaker is open after consecutive failures; requests go elsewhere or are refused at once.' },
   // resilience
@@ -73,7 +73,7 @@ export const ERROR_CODES = {
   // context window (issue 4)
   PARLEY_ERR_CONTEXT_TOO_LONG: { status: 400, retryable: false, description: 'The system prompt plus the new message (plus the reply reserve) do not fit the model\'s context window even with all history left out; the text names both token counts.' },
   // storage
-  PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read; nothing partial was stored.' },
+  PARLEY_ERR_STORAGE_UNAVAILABLE: { status: 503, retryable: true, description: 'The database could not be written or read ("database unavailable: <operation> failed"). A session turn whose first write fails gets it before any reply byte and nothing of the turn is stored; one whose completion cannot be written (after retries) ends with a final {"error"} line and no done:true (stream:false: this 503) and stays incomplete.' },
   // anything else
   PARLEY_ERR_INTERNAL: { status: 500, retryable: false, description: 'A bug in Parley; the log line with the same request id has the details.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
