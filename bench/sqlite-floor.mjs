@@ -1,0 +1,81 @@
+// @ts-nocheck
+/**
+ * The floor of Parley's per-turn persistence on this machine: the statements one session turn runs
+ * (traced from Parley with better-sqlite3's `verbose`: 20 statements in 3 transactions — history
+ * read, context read, beginTurn, completeTurn, token accounting), prepared once and run straight
+ * through better-sqlite3 (no Kysely, no promises) on a file migrated by Parley, WAL +
+ * synchronous=NORMAL as Parley opens it; and the least a turn must write (one transaction).
+ * CPU per turn from process.cpuUsage. Usage: taskset -c 0 node bench/sqlite-floor.mjs
+ */
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+const { openDatabase } = await import(new URL('../dist/storage/database.js', import.meta.url).href);
+const { migrateToLatest } = await import(new URL('../dist/storage/migrations.js', import.meta.url).href);
+const dir = mkdtempSync(join(tmpdir(), 'parley-floor-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const file = join(dir, 'floor.db');
+const migrated = await openDatabase(file);
+await migrateToLatest(migrated);
+await migrated.close();
+const db = new Database(file);
+db.pragma('journal_mode = WAL'); db.pragma('synchronous = NORMAL'); db.pragma('foreign_keys = ON');
+const q = {
+  hist: db.prepare('select messages.* from messages inner join sessions on sessions.conversation_id = messages.conversation_id where sessions.id = ? order by messages.seq'),
+  ctx: db.prepare('select * from session_context where session_id = ?'),
+  begin: db.prepare('begin'), commit: db.prepare('commit'),
+  sess: db.prepare('select conversation_id, status from sessions where id = ?'),
+  insConv: db.prepare('insert into conversations (id, model, created_at, updated_at) values (?, ?, ?, ?)'),
+  insSess: db.prepare("insert into sessions (id, conversation_id, status, created_at, updated_at, last_active_at) values (?, ?, 'active', ?, ?, ?) on conflict (id) do nothing returning id"),
+  updSess: db.prepare("update sessions set status = 'active', archived_at = null, updated_at = ?, last_active_at = ? where id = ?"),
+  maxSeq: db.prepare('select max(seq) as seq from messages where conversation_id = ?'),
+  ins: db.prepare("insert into messages (conversation_id, model, created_at, updated_at, role, content, seq, status) values (?, 'llama3.2', ?, ?, ?, ?, ?, ?), (?, 'llama3.2', ?, ?, ?, ?, ?, ?) returning id, seq"),
+  updConv: db.prepare("update conversations set message_count = message_count + 2, model = 'llama3.2', updated_at = ?, archived_at = null where id = ?"),
+  done: db.prepare("update messages set status = 'complete', content = ?, thinking = null, tool_calls = null, done_reason = 'stop', prompt_tokens = 10, completion_tokens = 16, total_duration_ns = 1, load_duration_ns = 1, prompt_eval_duration_ns = 1, eval_duration_ns = 1, updated_at = ? where id = ? and role = 'assistant' returning conversation_id"),
+  convTs: db.prepare('update conversations set updated_at = ? where id = ?'),
+  title: db.prepare('select title from conversations where id = ?'),
+  msgSeq: db.prepare('select conversation_id, seq from messages where id = ?'),
+  prev: db.prepare('select id, seq from messages where conversation_id = ? and seq < ? order by seq desc limit 1'),
+  tok: db.prepare('update messages set tokens = ?, tokens_exact = 1 where id = ?'),
+};
+function turn(sid) {
+  const now = new Date().toISOString();
+  q.hist.all(sid); q.ctx.get(sid);
+  q.begin.run();
+  let s = q.sess.get(sid);
+  if (!s) { const cid = randomUUID(); q.insConv.run(cid, 'llama3.2', now, now); q.insSess.get(sid, cid, now, now, now); s = { conversation_id: cid }; }
+  q.updSess.run(now, now, sid);
+  const top = q.maxSeq.get(s.conversation_id).seq ?? 0;
+  const rows = q.ins.all(s.conversation_id, now, now, 'user', 'hello 3', top + 1, 'complete', s.conversation_id, now, now, 'assistant', '', top + 2, 'incomplete');
+  q.updConv.run(now, s.conversation_id);
+  q.commit.run();
+  const id = rows[1].id;
+  q.begin.run();
+  const r = q.done.get('Small step slow moon stone quiet river light over the hill', now, id);
+  q.convTs.run(now, r.conversation_id); q.title.get(r.conversation_id);
+  q.commit.run();
+  const m = q.msgSeq.get(id); const p = q.prev.get(m.conversation_id, m.seq);
+  q.begin.run(); q.tok.run(6, p.id); q.tok.run(12, id); q.commit.run();
+}
+function minimal(sid) {
+  // What one turn must write at the least: both messages and the conversation's counters, one commit.
+  const now = new Date().toISOString();
+  q.begin.run();
+  let s = q.sess.get(sid);
+  if (!s) { const cid = randomUUID(); q.insConv.run(cid, 'llama3.2', now, now); q.insSess.get(sid, cid, now, now, now); s = { conversation_id: cid }; }
+  const top = q.maxSeq.get(s.conversation_id).seq ?? 0;
+  q.ins.all(s.conversation_id, now, now, 'user', 'hello 3', top + 1, 'complete', s.conversation_id, now, now, 'assistant', 'Small step slow moon stone quiet river light over the hill', top + 2, 'complete');
+  q.updConv.run(now, s.conversation_id);
+  q.commit.run();
+}
+const { cpuUsage } = process;
+for (const [name, fn] of [['parley turn (20 statements, 3 commits)', turn], ['minimal turn (1 commit)', minimal], ['parley turn (20 statements, 3 commits)', turn], ['minimal turn (1 commit)', minimal]]) {
+  const N = 4000; let k = 0;
+  for (let i = 0; i < 300; i++) fn(`w${name.length}-${i % 60}`);
+  const c0 = cpuUsage(); const t0 = performance.now();
+  for (let i = 0; i < N; i++) fn(`s${name.length}-${Math.floor(i / 5)}`); // 5 turns per session, as the benchmark
+  const c = cpuUsage(c0); const t = performance.now() - t0;
+  console.log(`${name}: ${((c.user + c.system) / N).toFixed(0)} µs CPU per turn (${(t * 1000 / N).toFixed(0)} µs wall)`);
+}
