@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dialects, postgresDialect, sqliteDialect } from '../../test/helpers/databases.js';
 import type { Database } from './database.js';
@@ -67,6 +68,22 @@ describe.each(dialects)('migrations on $name', ({ open }) => {
     const results = await Promise.all([migrateToLatest(database), migrateToLatest(database)]);
     expect(results.flat()).toEqual(migrationNames());
     expect(await appliedMigrations(database)).toEqual(migrationNames());
+  });
+
+  it('applies a migration that sorts before ones already applied (0002 landed after 0003/0004)', async () => {
+    await migrateToLatest(database);
+    // A dev database from before 0002 existed: 0001, 0003 and 0004 applied, 0002 not.
+    await database.db.schema.dropTable('threads').execute();
+    await database.db.schema.dropTable('session_context').execute();
+    await database.db.schema.alterTable('messages').dropColumn('tokens_exact').execute();
+    await database.db.schema.alterTable('messages').dropColumn('tokens').execute();
+    await sql`delete from kysely_migration where name = '0002_context'`.execute(database.db);
+    expect(await appliedMigrations(database)).toEqual(migrationNames().filter((n) => n !== '0002_context'));
+    expect(await migrateToLatest(database)).toEqual(['0002_context']);
+    expect(await appliedMigrations(database)).toEqual(migrationNames());
+    expect(await columnsOf('session_context')).toContain('summary');
+    expect(await columnsOf('messages')).toEqual(expect.arrayContaining(['tokens', 'tokens_exact']));
+    expect(await migrateToLatest(database)).toEqual([]);
   });
 
   it('throws an error naming the failed migration and leaves the schema unchanged', async () => {

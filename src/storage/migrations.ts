@@ -189,6 +189,11 @@ function migratorFor(database: Database, db: Kysely<DatabaseSchema> = database.d
   return new Migrator({
     db,
     provider,
+    // 0002_context landed after 0003/0004 (parallel work): a database that applied those first
+    // must still get 0002. Kysely otherwise refuses a pending migration that sorts before an
+    // applied one ("corrupted migrations"). Every migration here is independent of the others'
+    // order past 0001, so applying a late one out of order is safe.
+    allowUnorderedMigrations: true,
     // Kysely looks for its bookkeeping tables in every schema unless told which one: name ours,
     // or a second Parley schema in the same Postgres database would hide our missing table.
     ...(database.schema === undefined ? {} : { migrationTableSchema: database.schema }),
