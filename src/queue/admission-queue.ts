@@ -1,25 +1,12 @@
-import { OLLAMA_SERVER_BUSY_TEXT } from '../errors/codes.js';
-import { ParleyError } from '../errors/parley-error.js';
-import type { AcquireFairness, AcquireOptions, AdmissionQueueOptions, Lease, QueueEvent, QueueSnapshot } from './admission-queue-types.js';
-import { FairLine, FairNode } from './fair-scheduler.js';
+import type { ParleyError } from '../errors/parley-error.js';
+import type { AcquireOptions, AdmissionQueueOptions, Lease, QueueEvent, QueueSnapshot } from './admission-queue-types.js';
+import { FairLine } from './fair-scheduler.js';
+import { MAX_TIMER_MS, checkInt, queueErrors } from './queue-errors.js';
+import { QueueOutbox } from './queue-outbox.js';
+import { ANONYMOUS, Waiter, waitingRows } from './queue-waiter.js';
 import { WaiterList } from './waiter-list.js';
 
 export type { AcquireFairness, AcquireOptions, AdmissionQueueOptions, Lease, PositionUpdate, QueueEvent, QueueEventType, QueueSnapshot } from './admission-queue-types.js';
-
-const ANONYMOUS: AcquireFairness = { key: 'anonymous', weight: 1, cost: 1, maxConcurrent: 0, maxQueued: 0 };
-
-class Waiter extends FairNode {
-  timer: ReturnType<typeof setTimeout> | undefined;
-  detachAbort: (() => void) | undefined;
-  constructor(
-    readonly opts: AcquireOptions,
-    enqueuedAtMs: number,
-    readonly resolve: (lease: Lease) => void,
-    readonly reject: (e: ParleyError) => void,
-  ) {
-    super(opts.onPosition !== undefined, opts.fair ?? ANONYMOUS, opts.model, enqueuedAtMs);
-  }
-}
 
 /**
  * Admission queue for one upstream: model-running requests acquire a lease (a slot) before they
@@ -45,8 +32,7 @@ export class AdmissionQueue {
   private paused = false;
   private closedReason: ParleyError | undefined;
   private idleResolvers: Array<() => void> = [];
-  private readonly outbox: Array<() => void> = [];
-  private flushing = false;
+  private readonly outbox = new QueueOutbox();
 
   /** @throws RangeError when slots, maxDepth or maxWaitMs is out of range. */
   constructor(opts: AdmissionQueueOptions) {
@@ -72,8 +58,8 @@ export class AdmissionQueue {
   acquire(opts: AcquireOptions): Promise<Lease> {
     const { requestId, signal } = opts;
     if (this.closedReason) return this.refuse(requestId, this.closedReason, 'rejected');
-    if (signal?.aborted) return this.refuse(requestId, cancelledError(), 'cancelled');
-    if (this.draining) return this.refuse(requestId, new ParleyError('PARLEY_ERR_QUEUE_DRAINING', 'the queue is being drained by an operator; please try again later', { headers: { 'Retry-After': '30' } }), 'rejected');
+    if (signal?.aborted) return this.refuse(requestId, queueErrors.cancelled(), 'cancelled');
+    if (this.draining) return this.refuse(requestId, queueErrors.draining(), 'rejected');
     const fair = opts.fair ?? ANONYMOUS;
     if (this.waiters.size === 0 && this.canGrant() && (this.fairLine?.admits(fair) ?? true)) {
       const lease = this.grant(opts, 0);
@@ -81,10 +67,10 @@ export class AdmissionQueue {
       return Promise.resolve(lease);
     }
     if (this.waiters.size >= this.maxDepth) {
-      return this.refuse(requestId, new ParleyError('PARLEY_ERR_QUEUE_FULL', OLLAMA_SERVER_BUSY_TEXT), 'rejected');
+      return this.refuse(requestId, queueErrors.full(), 'rejected');
     }
     if (this.fairLine && fair.maxQueued > 0 && this.fairLine.queuedOf(fair.key) >= fair.maxQueued) {
-      return this.refuse(requestId, new ParleyError('PARLEY_ERR_USAGE_TOO_MANY_QUEUED', `too many queued requests: this key may have ${fair.maxQueued} waiting; please retry when some have finished`, { headers: { 'Retry-After': '5' } }), 'rejected');
+      return this.refuse(requestId, queueErrors.tooManyQueued(fair.maxQueued), 'rejected');
     }
     return new Promise<Lease>((resolve, reject) => {
       const w = new Waiter(opts, this.now(), resolve, reject);
@@ -123,14 +109,7 @@ export class AdmissionQueue {
 
   /** A copy of the queue's state for /admin; O(depth). */
   snapshot(): QueueSnapshot {
-    const t = this.now();
-    const waiting: QueueSnapshot['waiting'] = [];
-    let position = 0;
-    for (const w of this.waiters) {
-      const row: QueueSnapshot['waiting'][number] = { requestId: w.opts.requestId, position: ++position, waitedMs: Math.max(0, t - w.enqueuedAtMs) };
-      if (w.opts.meta !== undefined) row.meta = { ...w.opts.meta };
-      waiting.push(row);
-    }
+    const waiting = waitingRows(this.waiters, this.now());
     return { name: this.name, slots: this.slots, active: this.activeCount, depth: this.waiters.size, maxDepth: this.maxDepth, paused: this.paused, draining: this.draining, waiting };
   }
 
@@ -150,7 +129,7 @@ export class AdmissionQueue {
    * Takes one waiting request out of the queue; it is answered with `reason` (default
    * PARLEY_ERR_QUEUE_CLEARED). @returns false when no such request waits.
    */
-  cancelWaiting(requestId: string, reason = clearedError()): boolean {
+  cancelWaiting(requestId: string, reason = queueErrors.cleared()): boolean {
     const w = this.waiterById.get(requestId);
     if (!w) return false;
     this.leave(w, 'cancelled', reason);
@@ -158,7 +137,7 @@ export class AdmissionQueue {
   }
 
   /** Answers every waiting request with `reason` (default PARLEY_ERR_QUEUE_CLEARED); running ones go on. @returns how many left. */
-  clear(reason = clearedError()): number {
+  clear(reason = queueErrors.cleared()): number {
     const ids = [...this.waiterById.keys()];
     for (const id of ids) this.cancelWaiting(id, reason);
     return ids.length;
@@ -185,7 +164,7 @@ export class AdmissionQueue {
   }
 
   /** Rejects every waiter with `reason` (default PARLEY_ERR_SHUTTING_DOWN) and every later acquire. Held leases stay valid. */
-  close(reason: ParleyError = new ParleyError('PARLEY_ERR_SHUTTING_DOWN', 'server is shutting down, please try again later')): void {
+  close(reason: ParleyError = queueErrors.shuttingDown()): void {
     this.closedReason ??= reason;
     const t = this.now();
     for (const w of this.waiters.drain()) {
@@ -203,18 +182,14 @@ export class AdmissionQueue {
     return new Promise((resolve) => this.idleResolvers.push(resolve));
   }
 
-  /** The waiter to admit next: the head of the FIFO line, or the fair scheduler's choice. */
-  private pickNext(): Waiter | undefined {
-    return this.waiters.first();
-  }
-
   private canGrant(): boolean {
     return !this.paused && this.activeCount < this.slots;
   }
 
   private pump(): void {
     while (this.canGrant()) {
-      const w = this.pickNext();
+      // The head of the FIFO line, or the fair scheduler's choice.
+      const w = this.waiters.first();
       if (!w) return;
       const lease = this.grant(w.opts, Math.max(0, this.now() - w.enqueuedAtMs), w);
       this.detach(w);
@@ -257,11 +232,11 @@ export class AdmissionQueue {
   }
 
   private cancel(w: Waiter): void {
-    this.leave(w, 'cancelled', cancelledError());
+    this.leave(w, 'cancelled', queueErrors.cancelled());
   }
 
   private expire(w: Waiter): void {
-    this.leave(w, 'timed_out', new ParleyError('PARLEY_ERR_QUEUE_WAIT_TIMEOUT', `queue wait exceeded ${this.maxWaitMs} ms; please try again`));
+    this.leave(w, 'timed_out', queueErrors.waitTimeout(this.maxWaitMs));
   }
 
   /** A waiter leaves without a lease. */
@@ -317,37 +292,8 @@ export class AdmissionQueue {
     for (const r of resolvers) r();
   }
 
-  /** Runs queued callbacks in order; a callback that re-enters the queue appends to the same run. */
+  /** Runs the queued callbacks (see QueueOutbox). */
   private flush(): void {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      for (let i = 0; i < this.outbox.length; i++) {
-        try {
-          this.outbox[i]!();
-        } catch {
-          // A subscriber's bug must not corrupt the queue; the subscriber owns its errors.
-        }
-      }
-    } finally {
-      this.outbox.length = 0;
-      this.flushing = false;
-    }
+    this.outbox.flush();
   }
-}
-
-function clearedError(): ParleyError {
-  return new ParleyError('PARLEY_ERR_QUEUE_CLEARED', 'request removed from the queue by an operator; please try again', { headers: { 'Retry-After': '5' } });
-}
-
-function cancelledError(): ParleyError {
-  return new ParleyError('PARLEY_ERR_QUEUE_CANCELLED', 'request canceled');
-}
-
-/** setTimeout fires at once for delays above this (ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function checkInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
-  return value;
 }
