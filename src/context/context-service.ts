@@ -6,7 +6,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { ContextStore } from './context-store.js';
 import type { ContextWindows } from './context-window.js';
 import { summaryMessage, type SummaryService } from './summary-service.js';
-import { rawMessageTokens, rawTextTokens, type TokenEstimator } from './token-estimator.js';
+import { loadTokenizer, rawMessageTokens, rawTextTokens, tokenizerLoaded, type TokenEstimator } from './token-estimator.js';
 import { fitToWindow, replyReserve } from './truncation.js';
 
 /** Estimated (not exact) counts are inflated by this share when fitting, so a low estimate cannot overflow the window. */
@@ -74,6 +74,7 @@ export class ContextService {
     const { estimator, store, summaries } = this.deps;
     const { sessionId, model } = input;
     const window = await this.deps.windows.resolve(model, input.options);
+    if (!tokenizerLoaded()) await loadTokenizer();
     const reserve = replyReserve(input.options, this.deps.replyReserveTokens);
     const margin = (tokens: number, exact: boolean) => (exact ? tokens : Math.ceil(tokens * (1 + ESTIMATE_SAFETY_RATIO)));
     // New messages before the last new user message (a client importing history) may be left
@@ -180,6 +181,7 @@ export class ContextService {
     const { estimator, store, metrics } = this.deps;
     const assistantId = await outcome.assistantMessageId;
     if (assistantId === undefined) return;
+    if (!tokenizerLoaded()) await loadTokenizer();
     const ids = await store.precedingIds(assistantId, plan.incoming.length);
     if (ids.length !== plan.incoming.length) return;
     const model = plan.model;

@@ -8,7 +8,7 @@ import type { UpstreamEntry, UpstreamPool } from '../upstream/upstream-pool.js';
 import { normalizeModelName } from '../upstream/model-name.js';
 import type { ContextStore } from './context-store.js';
 import type { ContextWindows } from './context-window.js';
-import { rawMessageTokens, rawTextTokens, type TokenEstimator } from './token-estimator.js';
+import { loadTokenizer, rawMessageTokens, rawTextTokens, type TokenEstimator } from './token-estimator.js';
 
 /** Opening line of the summary system message sent ahead of the kept turns. */
 export const SUMMARY_PREFIX = 'Summary of the conversation so far:\n';
@@ -121,6 +121,7 @@ export class SummaryService {
     if (pending.length === 0) return false;
     const model = opts.model || job.chatModel;
     const window = (await windows.resolve(model, undefined)).tokens;
+    await loadTokenizer();
     const instruction =
       'You keep a running summary of a conversation between a user and an assistant. Rewrite the summary so that it also covers the new messages. ' +
       `Keep names, facts, decisions and open questions. Answer with the summary only, in at most ${Math.max(10, Math.floor(opts.maxTokens * 0.7))} words.`;

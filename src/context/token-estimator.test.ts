@@ -1,7 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { countTokens as gpt2Tokens } from 'gpt-tokenizer/encoding/gpt2';
 import { chatPromptTokens } from '../sim/index.js';
-import { TokenEstimator, rawMessageTokens } from './token-estimator.js';
+import { TokenEstimator, loadTokenizer, rawMessageTokens } from './token-estimator.js';
+
+beforeAll(loadTokenizer);
 
 /**
  * A fixed corpus of chat messages (prose, questions, code, numbers, lists, other languages).

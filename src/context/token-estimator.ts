@@ -1,5 +1,31 @@
-import { countTokens } from 'gpt-tokenizer';
 import { normalizeModelName } from '../upstream/model-name.js';
+
+type CountTokens = typeof import('gpt-tokenizer').countTokens;
+
+/**
+ * gpt-tokenizer is loaded on first use, not at start: its o200k tables cost ~60 MB of RSS
+ * (22 MB heap), which a Parley that never counts a token (no session turns, or context
+ * management off) should not pay. Every async path that counts awaits `loadTokenizer()` first.
+ */
+let countTokensFn: CountTokens | undefined;
+let loadingTokenizer: Promise<void> | undefined;
+
+/** Loads gpt-tokenizer once (later calls return the same promise). Await before any raw count. */
+export function loadTokenizer(): Promise<void> {
+  return (loadingTokenizer ??= import('gpt-tokenizer').then((m) => {
+    countTokensFn = m.countTokens;
+  }));
+}
+
+/** True once `loadTokenizer()` resolved (counting is synchronous from then on). */
+export function tokenizerLoaded(): boolean {
+  return countTokensFn !== undefined;
+}
+
+function countTokens(text: string, opts: typeof NO_SPECIAL): number {
+  if (countTokensFn === undefined) throw new Error('gpt-tokenizer is not loaded yet: await loadTokenizer() before counting');
+  return countTokensFn(text, opts);
+}
 
 /** The parts of an Ollama chat message that cost prompt tokens (reference §1.2). */
 export interface CountableMessage {
@@ -31,6 +57,7 @@ const OVERHEAD_BOUNDS = [0, 64] as const;
  * Raw token count of a message's text with gpt-tokenizer (o200k_base BPE): `content`, plus the
  * JSON of `tool_calls` and the `tool_name` when present. Images and `thinking` are not counted
  * (Ollama's chat templates leave earlier turns' thinking out; image tokens depend on the model).
+ * Requires `loadTokenizer()` to have resolved.
  */
 export function rawMessageTokens(m: CountableMessage): number {
   let n = countTokens(m.content ?? '', NO_SPECIAL);
