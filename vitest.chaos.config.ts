@@ -8,6 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     fileParallelism: false,
-    reporters: ['default'],
+    // In CI a JSON report is also written, so .ci/run's closing line counts the chaos tests too.
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/chaos.json' }]] : ['default'],
   },
 });
