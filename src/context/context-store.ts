@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../storage/database.js';
+import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import { storageUnavailable } from '../storage/storage-error.js';
 
@@ -50,9 +50,11 @@ export interface MessageTokens {
  */
 export class ContextStore {
   private readonly db: Db;
+  private readonly database: Database;
 
   constructor(database: Database) {
     this.db = database.db;
+    this.database = database;
   }
 
   /** The session's context state, or undefined when nothing was recorded yet. */
@@ -152,7 +154,7 @@ export class ContextStore {
   setMessageTokens(updates: MessageTokens[]): Promise<void> {
     if (updates.length === 0) return Promise.resolve();
     return this.run('setMessageTokens', () =>
-      this.db.transaction().execute(async (trx) => {
+      writeTransaction(this.database, async (trx) => {
         for (const u of updates) await trx.updateTable('messages').set({ tokens: u.tokens, tokens_exact: u.exact ? 1 : 0 }).where('id', '=', u.id).execute();
       }),
     );

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from '../observability/logger.js';
-import type { Database } from '../storage/database.js';
+import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import { storageUnavailable } from '../storage/storage-error.js';
 import type { SessionService } from './session-service.js';
@@ -39,6 +39,7 @@ export function threadCallerKey(parts: string[]): string {
  */
 export class ThreadService {
   private readonly db: Db;
+  private readonly database: Database;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -50,6 +51,7 @@ export class ThreadService {
     private readonly onDeleted?: (sessionIds: string[]) => Promise<void>,
   ) {
     this.db = database.db;
+    this.database = database;
   }
 
   /**
@@ -97,7 +99,7 @@ export class ThreadService {
   async sweep(): Promise<number> {
     const before = new Date(this.opts.now().getTime() - this.opts.retentionMs).toISOString();
     const ids = await this.run('sweepThreads', () =>
-      this.db.transaction().execute(async (trx) => {
+      writeTransaction(this.database, async (trx) => {
         const rows = await trx.selectFrom('threads').select('session_id').where('last_active_at', '<', before).limit(500).execute();
         const sessionIds = rows.map((r) => r.session_id);
         if (sessionIds.length === 0) return sessionIds;

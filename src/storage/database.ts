@@ -107,6 +107,45 @@ function withStatementCache(file: SQLite.Database, maxStatements = 256): SqliteD
   };
 }
 
+/**
+ * Runs `fn` in one write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: the write lock
+ * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for up to
+ * `busy_timeout` like any single write. A plain `BEGIN` that reads first would make the later
+ * write an upgrade that SQLite refuses at once with SQLITE_BUSY (busy_timeout does not apply).
+ * On Postgres it is Kysely's transaction (`begin` … `commit`, read committed).
+ * Rolls back and rethrows when `fn` throws.
+ */
+export async function writeTransaction<T>(database: Pick<Database, 'db' | 'dialect'>, fn: (trx: Kysely<DatabaseSchema>) => Promise<T>): Promise<T> {
+  if (database.dialect !== 'sqlite') return database.db.transaction().execute(fn);
+  // Kysely's SQLite driver has one connection behind a mutex: holding it keeps every other query
+  // of this process out of the transaction until commit or rollback.
+  return database.db.connection().execute(async (conn) => {
+    await conn.executeQuery(BEGIN_IMMEDIATE);
+    let result: T;
+    try {
+      result = await fn(conn);
+    } catch (e) {
+      try {
+        await conn.executeQuery(ROLLBACK);
+      } catch {
+        // SQLite rolls back by itself after some errors (SQLITE_FULL, SQLITE_IOERR): nothing to undo.
+      }
+      throw e;
+    }
+    try {
+      await conn.executeQuery(COMMIT);
+    } catch (e) {
+      await conn.executeQuery(ROLLBACK).catch(() => undefined);
+      throw e;
+    }
+    return result;
+  });
+}
+
+const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
+const COMMIT = CompiledQuery.raw('commit');
+const ROLLBACK = CompiledQuery.raw('rollback');
+
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const INT8_OID = 20;
 
