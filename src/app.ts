@@ -114,6 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   });
   guardian.addEvictor(() => cache.clear());
+  guardian.addEvictor(() => sessions.evictCache());
   const context = createContextServices(config, { pool, sessions, database, logger, metrics, now });
   const calls = new ModelCallService({
     pool,

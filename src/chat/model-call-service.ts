@@ -273,6 +273,9 @@ export class ModelCallService {
     } else {
       const recorder = this.deps.sessions.recorder(prep.session, call.model, prep.newMessages);
       const plan = prep.context;
+      const context = this.deps.context;
+      // Token counts from the upstream's figures, written in the same transaction as the completed turn.
+      if (plan && context) recorder.accountWith((turn) => context.turnTokens(plan, turn));
       const truncated = plan !== undefined && plan.droppedMessages > 0;
       await relaySessionStream(upstream, client, {
         sessionId: prep.session,
@@ -282,12 +285,6 @@ export class ModelCallService {
         tap,
         headers: { ...(prep.threaded ? { 'X-Session-Id': prep.session } : {}), ...(truncated ? { 'X-Parley-Truncated': String(plan.droppedMessages) } : {}) },
         finalFields: truncated ? { parley: { truncated_messages: plan.droppedMessages, summary: plan.summaryUsed } } : undefined,
-        // Token counts from the upstream's figures (in the background; GET /api/sessions/:id waits for them).
-        onStored: () => {
-          if (!plan || !this.deps.context || !recorder.outcome) return;
-          const { status, metrics: m } = recorder.outcome;
-          this.deps.context.afterTurn(plan, { assistantMessageId: recorder.assistantMessageId(), complete: status === 'complete', metrics: m, content: recorder.reply.content, thinking: recorder.reply.thinking });
-        },
       });
     }
     const reply = capture?.result();

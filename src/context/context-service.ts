@@ -1,5 +1,6 @@
 import { ParleyError } from '../errors/parley-error.js';
-import type { MessageInput, ReplyMetrics, StoredMessage } from '../conversations/session-store.js';
+import type { MessageInput, MessageTokenCount, StoredMessage } from '../conversations/session-store.js';
+import type { FinishedTurn } from '../conversations/turn-recorder.js';
 import { toWireMessage } from '../conversations/session-service.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -43,16 +44,6 @@ export interface ContextPlan {
   promptTokens: number;
 }
 
-/** The finished turn as the recorder saw it. */
-export interface TurnOutcome {
-  /** The stored reply's id (undefined when the turn was never stored). */
-  assistantMessageId: Promise<number | undefined>;
-  complete: boolean;
-  metrics: ReplyMetrics | null;
-  content: string;
-  thinking: string;
-}
-
 /**
  * Context management for session turns (issue 4): resolves the model's window, fits stored
  * history + the running summary + the new messages into it (see truncation.ts), records what was
@@ -60,8 +51,6 @@ export interface TurnOutcome {
  * `prompt_eval_count` / `eval_count` into exact per-message counts (and calibration).
  */
 export class ContextService {
-  private readonly accounting = new Map<string, Promise<void>>();
-
   constructor(private readonly deps: ContextServiceDeps) {}
 
   /**
@@ -156,40 +145,23 @@ export class ContextService {
   }
 
   /**
-   * After a turn: stores token counts on its new messages and reply. Exact when the upstream's
-   * figures allow it: the reply costs `eval_count` + the model's per-message overhead; the new
-   * messages together cost `prompt_eval_count` − the exact counts of everything sent before
-   * them (split between them in proportion to their estimates), provided every one of those was
-   * exact and the prompt was not cut by the upstream (`prompt_eval_count` < window). Otherwise
-   * estimates. Runs in the background; the session's next `fit` waits for it. Never throws.
+   * After a turn: the token counts of its new messages and reply, which the recorder stores with
+   * the completed turn (one transaction). Exact when the upstream's figures allow it: the reply
+   * costs `eval_count` + the model's per-message overhead; the new messages together cost
+   * `prompt_eval_count` − the exact counts of everything sent before them (split between them in
+   * proportion to their estimates), provided every one of those was exact and the prompt was not
+   * cut by the upstream (`prompt_eval_count` < window). Otherwise estimates. Learns the model's
+   * calibration from the exact figures. Synchronous: `fit` loaded the tokenizer.
    */
-  afterTurn(plan: ContextPlan, outcome: TurnOutcome): void {
-    const run = this.account(plan, outcome).catch((e: unknown) => this.deps.logger.warn({ err: e, sessionId: plan.sessionId }, 'context.accounting_failed'));
-    const chained = (this.accounting.get(plan.sessionId) ?? Promise.resolve()).then(() => run);
-    this.accounting.set(plan.sessionId, chained);
-    void chained.finally(() => {
-      if (this.accounting.get(plan.sessionId) === chained) this.accounting.delete(plan.sessionId);
-    });
-  }
-
-  /** Resolves once the session's token accounting of finished turns is written. */
-  async settled(sessionId: string): Promise<void> {
-    await this.accounting.get(sessionId);
-  }
-
-  private async account(plan: ContextPlan, outcome: TurnOutcome): Promise<void> {
-    const { estimator, store, metrics } = this.deps;
-    const assistantId = await outcome.assistantMessageId;
-    if (assistantId === undefined) return;
-    if (!tokenizerLoaded()) await loadTokenizer();
-    const ids = await store.precedingIds(assistantId, plan.incoming.length);
-    if (ids.length !== plan.incoming.length) return;
+  turnTokens(plan: ContextPlan, turn: FinishedTurn): MessageTokenCount[] | undefined {
+    const { estimator, metrics } = this.deps;
+    if (turn.messageIds.length !== plan.incoming.length) return undefined;
     const model = plan.model;
-    const m = outcome.complete ? outcome.metrics : null;
+    const m = turn.complete ? turn.metrics : null;
     const overhead = Math.round(estimator.calibration(model).overheadTokens);
     // The reply.
-    const rawContent = rawTextTokens(outcome.content);
-    const rawThinking = outcome.thinking ? rawTextTokens(outcome.thinking) : 0;
+    const rawContent = rawTextTokens(turn.content);
+    const rawThinking = turn.thinking ? rawTextTokens(turn.thinking) : 0;
     const evalCount = m?.completionTokens ?? null;
     let reply: { tokens: number; exact: boolean };
     if (evalCount !== null && evalCount > 0) {
@@ -213,8 +185,14 @@ export class ContextService {
     } else {
       counts = plan.incoming.map((i) => ({ tokens: i.estimate, exact: false }));
     }
-    await store.setMessageTokens([...ids.map((id, i) => ({ id, ...counts[i]! })), { id: assistantId, ...reply }]);
+    return [...turn.messageIds.map((id, i) => ({ id, ...counts[i]! })), { id: turn.assistantMessageId, ...reply }];
   }
+
+  /**
+   * Resolves once the session's token accounting of finished turns is written. The counts are now
+   * written with the completed turn itself, so this resolves at once (kept for callers that wait).
+   */
+  async settled(_sessionId: string): Promise<void> {}
 }
 
 /** Splits `total` into integers proportional to `weights` that add up to `total`. */

@@ -70,6 +70,30 @@ export interface BeginTurnInput {
   now: string;
 }
 
+/** What `beginTurn` stored. */
+export interface BegunTurn {
+  sessionId: string;
+  model: string;
+  /** The new messages as given to `beginTurn`. */
+  messages: MessageInput[];
+  /** The `incomplete` assistant placeholder. */
+  assistantMessageId: number;
+  /** Its seq; the new messages have the seqs right before it. */
+  assistantSeq: number;
+  /** Ids of the turn's new messages, in order (the placeholder not included). */
+  messageIds: number[];
+  conversationId: string;
+  /** The conversation's `message_count` after the turn's messages were added. */
+  messageCount: number;
+}
+
+/** A message's prompt-token count to store (issue 4: exact from the upstream's figures, or an estimate). */
+export interface MessageTokenCount {
+  id: number;
+  tokens: number;
+  exact: boolean;
+}
+
 export interface CompleteTurnInput {
   status: MessageStatus;
   content: string;
@@ -77,6 +101,21 @@ export interface CompleteTurnInput {
   toolCalls?: unknown[] | undefined;
   metrics: ReplyMetrics | null;
   now: string;
+  /** Token counts of the turn's messages (reply included), stored in the same transaction. */
+  tokens?: MessageTokenCount[] | undefined;
+  /**
+   * The automatic title (`autoTitle` of the conversation's first user message) when the caller
+   * knows it: set only if the conversation has no title and the turn is complete. Undefined: the
+   * store looks the first user message up itself.
+   */
+  titleIfUntitled?: string | null | undefined;
+}
+
+/** What identifies the state of a session's stored history (see `historyVersion`). */
+export interface HistoryVersion {
+  conversationId: string;
+  messageCount: number;
+  updatedAt: string;
 }
 
 export interface SessionStore {
@@ -88,13 +127,25 @@ export interface SessionStore {
   listMessages(sessionId: string): Promise<StoredMessage[]>;
   /**
    * In one transaction: appends the turn's new messages and an empty assistant placeholder with
-   * status `incomplete`; returns the placeholder's id. The session's `lastActiveAt` moves to `now`.
+   * status `incomplete`; returns the ids. The session's `lastActiveAt` moves to `now`; a new
+   * session is created, an archived one reactivated.
    */
-  beginTurn(input: BeginTurnInput): Promise<{ assistantMessageId: number }>;
+  beginTurn(input: BeginTurnInput): Promise<BegunTurn>;
   /** Saves the reply text so far; the message stays `incomplete`. */
   savePartial(assistantMessageId: number, content: string, thinking: string | undefined, now: string): Promise<void>;
-  /** Final state of the assistant message (complete, or incomplete with what arrived). */
+  /**
+   * In one transaction: the final state of the assistant message (complete, or incomplete with
+   * what arrived), the turn's token counts, the conversation's `updated_at` and, for a complete
+   * turn of an untitled conversation, its automatic title. Idempotent (safe to retry).
+   */
   completeTurn(assistantMessageId: number, input: CompleteTurnInput): Promise<void>;
+  /**
+   * The session's conversation id, message count and `updated_at` (one indexed read), or
+   * undefined for an unknown session. Every write of a session's messages (`beginTurn`,
+   * `completeTurn`) moves `updated_at` and/or the count, so an unchanged version means an
+   * unchanged history: a cached copy is checked with it (another process may write too).
+   */
+  historyVersion(sessionId: string): Promise<HistoryVersion | undefined>;
   /** Marks sessions whose lastActiveAt < `idleBefore` as archived; returns how many. */
   archiveIdle(idleBefore: string, now: string): Promise<number>;
   /** True when the database answers a trivial query. */

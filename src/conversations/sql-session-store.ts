@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
-import type { Database } from '../storage/database.js';
-import type { DatabaseSchema, NewMessageRow } from '../storage/schema.js';
+import { writeTransaction, type Database } from '../storage/database.js';
+import type { DatabaseSchema } from '../storage/schema.js';
 import { storageUnavailable } from '../storage/storage-error.js';
-import type { BeginTurnInput, CompleteTurnInput, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
+import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, MessageStatus, MessageTokenCount, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { inputColumns, toStoredMessage } from './sql-session-rows.js';
 import { autoTitle } from './conversation-title.js';
 
@@ -45,7 +45,7 @@ export class SqlSessionStore implements SessionStore {
 
   ensureSession(id: string, model: string, now: string): Promise<SessionRecord> {
     return this.run('ensureSession', () =>
-      this.db.transaction().execute(async (trx) => {
+      writeTransaction(this.database, async (trx) => {
         await ensureIn(trx, id, model, now);
         const record = await readSession(trx, id);
         if (record === undefined) throw new Error(`session ${id} vanished inside its transaction`);
@@ -67,46 +67,40 @@ export class SqlSessionStore implements SessionStore {
     });
   }
 
-  beginTurn(input: BeginTurnInput): Promise<{ assistantMessageId: number }> {
+  /**
+   * One write transaction (BEGIN IMMEDIATE on SQLite), three statements for a known session:
+   * the session row update (which also takes the row lock that serialises turns of one session
+   * on Postgres, and says whether the session exists), one multi-row insert whose `seq` values
+   * come from `max(seq)` read inside the same statement, and the conversation's counters.
+   * Raw SQL: the fluent builder cost more CPU than SQLite's execution (bench/results).
+   */
+  beginTurn(input: BeginTurnInput): Promise<BegunTurn> {
     const { sessionId, model, messages, now } = input;
     return this.run('beginTurn', () =>
-      this.db.transaction().execute(async (trx) => {
-        const conversationId = await ensureIn(trx, sessionId, model, now);
-        // On Postgres this row lock is held until commit: a concurrent turn of the same session
-        // waits here, then reads the max(seq) this one wrote (read committed takes a new snapshot
-        // per statement). SQLite runs one write transaction at a time anyway.
-        await trx
-          .updateTable('sessions')
-          .set({ status: 'active', archived_at: null, updated_at: now, last_active_at: now })
-          .where('id', '=', sessionId)
-          .execute();
-        const top = await trx
-          .selectFrom('messages')
-          .select((eb) => eb.fn.max('seq').as('seq'))
-          .where('conversation_id', '=', conversationId)
-          .executeTakeFirst();
-        let seq = Number(top?.seq ?? 0);
-        const base = { conversation_id: conversationId, model, created_at: now, updated_at: now };
-        const rows: NewMessageRow[] = messages.map((m) => ({ ...base, ...inputColumns(m), seq: ++seq, status: 'complete' }));
-        const placeholderSeq = ++seq;
-        rows.push({ ...base, seq: placeholderSeq, role: 'assistant', content: '', status: 'incomplete' });
-        let assistantMessageId: number | undefined;
+      writeTransaction(this.database, async (trx) => {
+        const conversationId = await activateOrCreate(trx, sessionId, model, now);
+        const rows = messages.map((m) => ({ ...inputColumns(m), status: 'complete' as MessageStatus }));
+        rows.push({ role: 'assistant', content: '', thinking: null, images: null, tool_calls: null, tool_name: null, tool_call_id: null, status: 'incomplete' });
+        const ids: number[] = [];
+        let assistantSeq = 0;
         for (let i = 0; i < rows.length; i += INSERT_CHUNK_ROWS) {
-          const inserted = await trx
-            .insertInto('messages')
-            .values(rows.slice(i, i + INSERT_CHUNK_ROWS))
-            .returning(['id', 'seq'])
-            .execute();
-          const hit = inserted.find((r) => Number(r.seq) === placeholderSeq);
-          if (hit !== undefined) assistantMessageId = Number(hit.id);
+          const chunk = rows.slice(i, i + INSERT_CHUNK_ROWS);
+          const selects = chunk.map(
+            (r, k) =>
+              sql`select ${conversationId}, ${model}, ${now}, ${now}, ${r.role}, ${r.content}, ${r.thinking}, ${r.images}, ${r.tool_calls}, ${r.tool_name}, ${r.tool_call_id}, top.s + ${k + 1}, ${r.status} from top`,
+          );
+          const inserted = await sql<{ id: number | string; seq: number | string }>`with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ${conversationId})
+insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status)
+${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
+          // RETURNING order is not promised: order by seq.
+          const sorted = inserted.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+          ids.push(...sorted.map((r) => Number(r.id)));
+          assistantSeq = Number(sorted.at(-1)?.seq ?? 0);
         }
-        await trx
-          .updateTable('conversations')
-          .set((eb) => ({ message_count: eb('message_count', '+', rows.length), model, updated_at: now, archived_at: null }))
-          .where('id', '=', conversationId)
-          .execute();
-        if (assistantMessageId === undefined) throw new Error('the assistant placeholder was inserted without an id');
-        return { assistantMessageId };
+        const counted = await sql<{ message_count: number | string }>`update conversations set message_count = message_count + ${rows.length}, model = ${model}, updated_at = ${now}, archived_at = null where id = ${conversationId} returning message_count`.execute(trx);
+        const assistantMessageId = ids.pop();
+        if (assistantMessageId === undefined || ids.length !== messages.length) throw new Error('the turn\'s messages were inserted without their ids');
+        return { sessionId, model, messages, assistantMessageId, assistantSeq, messageIds: ids, conversationId, messageCount: Number(counted.rows[0]?.message_count ?? 0) };
       }),
     );
   }
@@ -127,43 +121,47 @@ export class SqlSessionStore implements SessionStore {
     });
   }
 
-  /** @throws ParleyError PARLEY_ERR_INTERNAL when no assistant message has this id (a bug). */
+  /**
+   * One write transaction: the reply row (with its own token count), the other messages' token
+   * counts in one statement, the conversation's `updated_at` and automatic title in one more.
+   * @throws ParleyError PARLEY_ERR_INTERNAL when no assistant message has this id (a bug).
+   */
   completeTurn(assistantMessageId: number, input: CompleteTurnInput): Promise<void> {
     const m = input.metrics;
+    const own = input.tokens?.find((t) => t.id === assistantMessageId);
+    const others = (input.tokens ?? []).filter((t) => t.id !== assistantMessageId);
+    const toolCalls = input.toolCalls === undefined ? null : JSON.stringify(input.toolCalls);
     return this.run('completeTurn', () =>
-      this.db.transaction().execute(async (trx) => {
-        const row = await trx
-          .updateTable('messages')
-          .set({
-            status: input.status,
-            content: input.content,
-            thinking: input.thinking ?? null,
-            tool_calls: input.toolCalls === undefined ? null : JSON.stringify(input.toolCalls),
-            done_reason: m?.doneReason ?? null,
-            prompt_tokens: m?.promptTokens ?? null,
-            completion_tokens: m?.completionTokens ?? null,
-            total_duration_ns: m?.totalDurationNs ?? null,
-            load_duration_ns: m?.loadDurationNs ?? null,
-            prompt_eval_duration_ns: m?.promptEvalDurationNs ?? null,
-            eval_duration_ns: m?.evalDurationNs ?? null,
-            updated_at: input.now,
-          })
-          .where('id', '=', assistantMessageId)
-          .where('role', '=', 'assistant')
-          .returning('conversation_id')
-          .executeTakeFirst();
-        if (row === undefined) {
+      writeTransaction(this.database, async (trx) => {
+        const tokens = own === undefined ? sql`` : sql`, tokens = ${own.tokens}, tokens_exact = ${own.exact ? 1 : 0}`;
+        const row = await sql<{ conversation_id: string }>`update messages set status = ${input.status}, content = ${input.content}, thinking = ${input.thinking ?? null}, tool_calls = ${toolCalls}, done_reason = ${m?.doneReason ?? null}, prompt_tokens = ${m?.promptTokens ?? null}, completion_tokens = ${m?.completionTokens ?? null}, total_duration_ns = ${m?.totalDurationNs ?? null}, load_duration_ns = ${m?.loadDurationNs ?? null}, prompt_eval_duration_ns = ${m?.promptEvalDurationNs ?? null}, eval_duration_ns = ${m?.evalDurationNs ?? null}, updated_at = ${input.now}${tokens} where id = ${assistantMessageId} and role = 'assistant' returning conversation_id`.execute(trx);
+        const conversationId = row.rows[0]?.conversation_id;
+        if (conversationId === undefined) {
           throw new ParleyError('PARLEY_ERR_INTERNAL', `completeTurn: no assistant message with id ${assistantMessageId}`);
         }
-        await trx.updateTable('conversations').set({ updated_at: input.now }).where('id', '=', row.conversation_id).execute();
-        if (input.status === 'complete') await setAutoTitle(trx, row.conversation_id);
+        if (others.length > 0) await setTokens(trx, conversationId, others);
+        const complete = input.status === 'complete';
+        if (complete && input.titleIfUntitled !== undefined) {
+          await sql`update conversations set updated_at = ${input.now}, title = coalesce(title, ${input.titleIfUntitled}) where id = ${conversationId}`.execute(trx);
+          return;
+        }
+        const conv = await sql<{ title: string | null }>`update conversations set updated_at = ${input.now} where id = ${conversationId} returning title`.execute(trx);
+        if (complete && conv.rows[0] !== undefined && conv.rows[0].title === null) await setAutoTitle(trx, conversationId);
       }),
     );
   }
 
+  historyVersion(sessionId: string): Promise<HistoryVersion | undefined> {
+    return this.run('historyVersion', async () => {
+      const r = await sql<{ id: string; message_count: number | string; updated_at: string }>`select conversations.id, conversations.message_count, conversations.updated_at from sessions inner join conversations on conversations.id = sessions.conversation_id where sessions.id = ${sessionId}`.execute(this.db);
+      const row = r.rows[0];
+      return row === undefined ? undefined : { conversationId: row.id, messageCount: Number(row.message_count), updatedAt: row.updated_at };
+    });
+  }
+
   archiveIdle(idleBefore: string, now: string): Promise<number> {
     return this.run('archiveIdle', () =>
-      this.db.transaction().execute(async (trx) => {
+      writeTransaction(this.database, async (trx) => {
         // Sessions first: on Postgres a turn that commits meanwhile makes its row fail the
         // re-checked `last_active_at < idleBefore`, so only really idle conversations follow.
         const archived = await trx
@@ -242,6 +240,33 @@ async function ensureIn(trx: Db, id: string, model: string, now: string): Promis
   if (inserted !== undefined) return conversationId;
   await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
   return ensureIn(trx, id, model, now);
+}
+
+/**
+ * Makes the session active (the row lock on Postgres) and returns its conversation id, creating
+ * both rows for a new session. Two transactions creating the same new session: the second one's
+ * session insert waits for the first (Postgres) and then does nothing; it drops its own
+ * conversation row and takes the winner's. (An archived conversation is un-archived by the
+ * caller's counter update.)
+ */
+async function activateOrCreate(trx: Db, id: string, model: string, now: string): Promise<string> {
+  const active = await sql<{ conversation_id: string }>`update sessions set status = 'active', archived_at = null, updated_at = ${now}, last_active_at = ${now} where id = ${id} returning conversation_id`.execute(trx);
+  const existing = active.rows[0]?.conversation_id;
+  if (existing !== undefined) return existing;
+  const conversationId = randomUUID();
+  await sql`insert into conversations (id, model, created_at, updated_at) values (${conversationId}, ${model}, ${now}, ${now})`.execute(trx);
+  const inserted = await sql<{ id: string }>`insert into sessions (id, conversation_id, status, created_at, updated_at, last_active_at) values (${id}, ${conversationId}, 'active', ${now}, ${now}, ${now}) on conflict (id) do nothing returning id`.execute(trx);
+  if (inserted.rows.length > 0) return conversationId;
+  await sql`delete from conversations where id = ${conversationId}`.execute(trx);
+  return activateOrCreate(trx, id, model, now);
+}
+
+/** Token counts of several messages of one conversation in one statement. */
+async function setTokens(trx: Db, conversationId: string, counts: MessageTokenCount[]): Promise<void> {
+  const tokens = sql.join(counts.map((c) => sql`when ${c.id} then cast(${c.tokens} as integer)`), sql` `);
+  const exact = sql.join(counts.map((c) => sql`when ${c.id} then cast(${c.exact ? 1 : 0} as integer)`), sql` `);
+  const ids = sql.join(counts.map((c) => sql`${c.id}`));
+  await sql`update messages set tokens = case id ${tokens} end, tokens_exact = case id ${exact} end where conversation_id = ${conversationId} and id in (${ids})`.execute(trx);
 }
 
 /** Titles an untitled conversation from its first user message (the first exchange completed). */

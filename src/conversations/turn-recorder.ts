@@ -1,5 +1,25 @@
 import type { Logger } from '../observability/logger.js';
-import type { MessageInput, MessageStatus, ReplyMetrics, SessionStore } from './session-store.js';
+import type { BegunTurn, CompleteTurnInput, MessageInput, MessageStatus, MessageTokenCount, ReplyMetrics, SessionStore } from './session-store.js';
+
+/** The finished turn, for token accounting (ContextService.turnTokens). */
+export interface FinishedTurn {
+  /** Ids of the turn's new messages, in order. */
+  messageIds: number[];
+  assistantMessageId: number;
+  complete: boolean;
+  metrics: ReplyMetrics | null;
+  content: string;
+  thinking: string;
+}
+
+/** Counts the turn's tokens before `completeTurn` stores them in the same transaction; undefined = none. */
+export type TurnAccountant = (turn: FinishedTurn) => MessageTokenCount[] | undefined;
+
+/** Told after each successful write of the turn (SessionService keeps its history cache with it). */
+export interface TurnObserver {
+  begun?(turn: BegunTurn, beginNow: string): void;
+  completed?(turn: BegunTurn, beginNow: string, final: CompleteTurnInput): void;
+}
 
 /** The reply as it accumulates from upstream chunks (Ollama chat chunk `message` fields). */
 export interface ReplySoFar {
@@ -19,7 +39,9 @@ export class TurnRecorder {
   readonly reply: ReplySoFar = { content: '', thinking: '', toolCalls: [] };
   /** How the turn ended (set by `finish`): status and the final chunk's metrics. */
   outcome: { status: MessageStatus; metrics: ReplyMetrics | null } | undefined;
-  private begun: Promise<number> | undefined;
+  private begun: Promise<BegunTurn> | undefined;
+  private beginNow = '';
+  private accountant: TurnAccountant | undefined;
   private lastSavedLength = 0;
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
@@ -33,14 +55,24 @@ export class TurnRecorder {
     private readonly partialSaveIntervalMs: number,
     private readonly now: () => Date,
     private readonly logger: Logger,
+    private readonly observer?: TurnObserver | undefined,
+    /** The conversation's automatic title when known (see CompleteTurnInput.titleIfUntitled). */
+    private readonly titleIfUntitled?: string | null | undefined,
   ) {}
+
+  /** Token counts computed at `finish()` and written with the completed turn (context management). */
+  accountWith(fn: TurnAccountant): void {
+    this.accountant = fn;
+  }
 
   /** Starts writing the turn (idempotent). Errors surface from `finish()`. */
   begin(): void {
     if (this.begun) return;
-    this.begun = this.store
-      .beginTurn({ sessionId: this.sessionId, model: this.model, messages: this.newMessages, now: this.now().toISOString() })
-      .then((r) => r.assistantMessageId);
+    const now = (this.beginNow = this.now().toISOString());
+    this.begun = this.store.beginTurn({ sessionId: this.sessionId, model: this.model, messages: this.newMessages, now }).then((r) => {
+      this.observer?.begun?.(r, now);
+      return r;
+    });
     // Keep a rejection from being reported as unhandled before finish() awaits it.
     this.begun.catch((e: unknown) => this.logger.error({ err: e, sessionId: this.sessionId }, 'session.turn_begin_failed'));
   }
@@ -76,21 +108,44 @@ export class TurnRecorder {
     this.outcome = { status, metrics };
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.begin();
-    const id = await this.begun!;
+    const turn = await this.begun!;
     await this.saving;
-    await this.store.completeTurn(id, {
+    let tokens: MessageTokenCount[] | undefined;
+    if (this.accountant) {
+      try {
+        tokens = this.accountant({
+          messageIds: turn.messageIds,
+          assistantMessageId: turn.assistantMessageId,
+          complete: status === 'complete',
+          metrics,
+          content: this.reply.content,
+          thinking: this.reply.thinking,
+        });
+      } catch (e) {
+        // Counts are an extra: the turn is stored without them rather than not at all.
+        this.logger.warn({ err: e, sessionId: this.sessionId }, 'context.accounting_failed');
+      }
+    }
+    const final: CompleteTurnInput = {
       status,
       content: this.reply.content,
       thinking: this.reply.thinking || undefined,
       toolCalls: this.reply.toolCalls.length > 0 ? this.reply.toolCalls : undefined,
       metrics,
       now: this.now().toISOString(),
-    });
+      tokens,
+      titleIfUntitled: this.titleIfUntitled,
+    };
+    await this.store.completeTurn(turn.assistantMessageId, final);
+    this.observer?.completed?.(turn, this.beginNow, final);
   }
 
   /** The stored assistant message's id once the turn was begun (undefined if never begun or the insert failed). */
   async assistantMessageId(): Promise<number | undefined> {
-    return this.begun?.catch(() => undefined);
+    return this.begun?.then(
+      (t) => t.assistantMessageId,
+      () => undefined,
+    );
   }
 
   private savePartial(): void {
@@ -102,7 +157,7 @@ export class TurnRecorder {
     const { content, thinking } = this.reply;
     this.saving = this.saving
       .then(() => this.begun!)
-      .then((id) => this.store.savePartial(id, content, thinking || undefined, this.now().toISOString()))
+      .then((t) => this.store.savePartial(t.assistantMessageId, content, thinking || undefined, this.now().toISOString()))
       .catch((e: unknown) => this.logger.warn({ err: e, sessionId: this.sessionId }, 'session.partial_save_failed'));
   }
 }

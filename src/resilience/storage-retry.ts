@@ -56,6 +56,7 @@ export function withStorageRetry(store: SessionStore, opts: StorageRetryOptions 
     getSession: (id) => counted('getSession', store.getSession(id)),
     ensureSession: (id, model, now) => counted('ensureSession', store.ensureSession(id, model, now)),
     listMessages: (id) => counted('listMessages', store.listMessages(id)),
+    historyVersion: (id) => counted('historyVersion', store.historyVersion(id)),
     beginTurn: (input) => counted('beginTurn', store.beginTurn(input)),
     savePartial: (id, content, thinking, now) => retryStorage('savePartial', () => store.savePartial(id, content, thinking, now), opts),
     completeTurn: (id, input: CompleteTurnInput) => retryStorage('completeTurn', () => store.completeTurn(id, input), opts),

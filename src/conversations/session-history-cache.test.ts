@@ -1,0 +1,76 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dialects } from '../../test/helpers/databases.js';
+import type { Database } from '../storage/database.js';
+import { migrateToLatest } from '../storage/migrations.js';
+import { SessionService } from './session-service.js';
+import type { ReplyMetrics } from './session-store.js';
+import { SqlSessionStore } from './sql-session-store.js';
+
+const METRICS: ReplyMetrics = { doneReason: 'stop', promptTokens: 30, completionTokens: 8, totalDurationNs: 5, loadDurationNs: 1, promptEvalDurationNs: 2, evalDurationNs: 2 };
+const silent = { info() {}, warn() {}, error() {}, debug() {}, child() { return silent; } } as never;
+
+describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
+  let database: Database;
+  let service: SessionService;
+  let other: SessionService;
+  let t = 0;
+  const now = () => new Date(Date.UTC(2026, 10, 21, 12, 0, 0, t++));
+  beforeEach(async () => {
+    database = await open();
+    await migrateToLatest(database);
+    const store = new SqlSessionStore(database);
+    service = new SessionService(store, { idleExpiryMs: 1e9, sweepIntervalMs: 0, partialSaveIntervalMs: 0, now }, silent);
+    // A second process writing the same database: its own cache, the same store.
+    other = new SessionService(store, { idleExpiryMs: 1e9, sweepIntervalMs: 0, partialSaveIntervalMs: 0, now }, silent);
+  });
+  afterEach(async () => {
+    await database.close();
+  });
+
+  const fresh = async (id: string) => (await database.db.selectFrom('sessions').select('id').where('id', '=', id).executeTakeFirst()) === undefined
+    ? []
+    : (await new SqlSessionStore(database).listMessages(id)).filter((m) => !(m.role === 'assistant' && m.status !== 'complete'));
+
+  async function turn(s: SessionService, id: string, content: string, complete = true, tokens = true): Promise<void> {
+    await s.sendable(id);
+    const r = s.recorder(id, 'llama3.2', [{ role: 'user', content, images: ['aGk='] }, { role: 'tool', content: 'x', tool_name: 'f' }]);
+    if (tokens) r.accountWith((turn) => [...turn.messageIds.map((mid, i) => ({ id: mid, tokens: 10 + i, exact: true })), { id: turn.assistantMessageId, tokens: 7, exact: false }]);
+    await r.stored();
+    r.add({ content: `reply to ${content}`, thinking: 'hm', tool_calls: [{ function: { name: 'f', arguments: {} } }] });
+    await r.finish(complete ? 'complete' : 'incomplete', complete ? METRICS : null);
+  }
+
+  it('gives exactly what the database holds after this process\'s turns, complete and incomplete, with token counts', async () => {
+    await service.create('s1', 'llama3.2');
+    expect(await service.sendable('s1')).toEqual([]);
+    await turn(service, 's1', 'one');
+    await turn(service, 's1', 'two', false);
+    await turn(service, 's1', 'three', true, false);
+    expect(service.historyCache.peek('s1')?.messages.length).toBe(8);
+    expect(await service.sendable('s1')).toEqual(await fresh('s1'));
+    const stored = await service.get('s1');
+    expect(stored?.session.title).toBe('one');
+  });
+
+  it('notices a turn written by another process and reads the history again', async () => {
+    await turn(service, 's2', 'one');
+    await turn(other, 's2', 'elsewhere');
+    const seen = await service.sendable('s2');
+    expect(seen.map((m) => m.content)).toContain('elsewhere');
+    expect(seen).toEqual(await fresh('s2'));
+    await turn(service, 's2', 'back');
+    expect(await service.sendable('s2')).toEqual(await fresh('s2'));
+  });
+
+  it('is emptied by the evictor and bounded by its byte cap', async () => {
+    await turn(service, 's3', 'one');
+    expect(service.historyCache.size).toBe(1);
+    service.evictCache();
+    expect(service.historyCache.size).toBe(0);
+    expect(await service.sendable('s3')).toEqual(await fresh('s3'));
+    const tiny = new SessionService(new SqlSessionStore(database), { idleExpiryMs: 1e9, sweepIntervalMs: 0, partialSaveIntervalMs: 0, now, historyCacheMaxBytes: 2_000 }, silent);
+    for (const id of ['a', 'b', 'c']) await turn(tiny, id, 'x'.repeat(300));
+    expect(tiny.historyCache.bytes).toBeLessThanOrEqual(2_000);
+    expect(tiny.historyCache.size).toBeLessThan(3);
+  });
+});
