@@ -11,6 +11,8 @@ import { registerConversationRoutes } from './api/conversations/routes.js';
 import { ConversationReplies } from './chat/conversation-replies.js';
 import { ConversationService } from './conversations/conversation-service.js';
 import { SqlConversationStore } from './conversations/sql-conversation-store.js';
+import { SessionAccess } from './conversations/session-access.js';
+import { contextWire } from './api/ollama/parley-routes.js';
 import { Metrics } from './observability/metrics.js';
 import { registerAdminRoutes } from './api/admin/admin-routes.js';
 import { isLoopbackHost, registerAuth } from './api/http/auth.js';
@@ -116,6 +118,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   guardian.addEvictor(() => cache.clear());
   guardian.addEvictor(() => sessions.evictCache());
   const context = createContextServices(config, { pool, sessions, database, logger, metrics, now });
+  const access = new SessionAccess(database, now);
   const calls = new ModelCallService({
     pool,
     sessions,
@@ -139,6 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     context: context.context,
     threads: context.threads,
     usage,
+    access,
     limits: {
       streamBufferMaxBytes: config.memory.streamBufferMaxBytes,
       sessionMaxMessages: config.memory.sessionMaxMessages,
@@ -155,16 +159,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const startedAt = Date.now();
 
   registerAuth(http, { keys, mode: () => live.current.auth.mode, adminToken: () => live.current.admin.token });
-  registerAdminRoutes(http, { pool, keys, usage, audit, live, sessions, models, logger, now });
+  registerAdminRoutes(http, {
+    pool, keys, usage, audit, live, sessions, models, logger, now,
+    // The same context details as GET /api/sessions/:id (after the last turn's counts are written).
+    inspectContext: async (id) => {
+      await context.context.settled(id);
+      return contextWire(await context.store.get(id));
+    },
+  });
   registerManagementRoutes(http, pool);
   registerModelRoutes(http, {
     calls, sessions, pool, threads: context.threads !== undefined,
     defaultKeepAlive: () => live.current.models.defaultKeepAlive,
-    onSessionUse: (sessionId, keyId) => void audit.ownSession(sessionId, keyId, now().toISOString()).catch((err: unknown) => logger.warn({ err }, 'usage.session_owner_failed')),
+    access,
     onModelUse: (model) => models.touch(model),
   });
-  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode, context: { store: context.store, settled: (id) => context.context.settled(id) } });
-  await registerConversationRoutes(http, { conversations, replies, websocket: config.conversations.websocket === 'on' });
+  registerParleyRoutes(http, { pool, sessions, version: PARLEY_VERSION, startedAt, databaseDialect: database.dialect, guardian, degradedMode: config.degraded.mode, context: { store: context.store, settled: (id) => context.context.settled(id) }, access });
+  await registerConversationRoutes(http, { conversations, replies, websocket: config.conversations.websocket === 'on', access });
   registerMetricsRoute(http, metrics, () => {
     metrics.cacheEntries.set(cache.size);
     metrics.cacheBytes.set(cache.bytes);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import type { Caller } from '../usage/key-service.js';
 import type { ModelCall, ModelCallService } from './model-call-service.js';
 import { ReplyRun } from './reply-run.js';
 
@@ -23,6 +24,8 @@ export interface SendInput {
   images?: string[] | undefined;
   /** Ollama `options`, `think`, `format`, `keep_alive`, passed through. */
   extra?: Record<string, unknown> | undefined;
+  /** The API key the reply runs as (budget, rate limits, fair queue, usage); undefined = anonymous. */
+  caller?: Caller | undefined;
 }
 
 /** Reply ids: `rpl_` + 32 hex digits (no `:`, so `<replyId>:<seq>` splits unambiguously). */
@@ -81,6 +84,7 @@ export class ConversationReplies {
       sessionId: input.conversationId,
       queueUpdates: true,
       forwardHeaders: {},
+      caller: input.caller,
     };
     run.note('step', { stage: 'accepted', reply_id: replyId, conversation_id: input.conversationId, model: input.model });
     log.info('conversation.reply_started');

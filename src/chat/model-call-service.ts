@@ -22,6 +22,7 @@ import { passHeaders, relayRaw, upstreamFailure } from './raw-relay.js';
 import { relaySessionStream } from './session-relay.js';
 import type { ContextService } from '../context/context-service.js';
 import type { ThreadService } from '../conversations/thread-service.js';
+import type { SessionAccess } from '../conversations/session-access.js';
 
 /** The Ollama endpoints that run a model and therefore take a queue slot. */
 export type ModelEndpoint = 'chat' | 'generate' | 'embed' | 'embeddings';
@@ -85,6 +86,8 @@ export interface ModelCallDeps {
   threads?: ThreadService | undefined;
   /** Budgets, rate limits and usage records (issue 6); default: none. */
   usage?: UsageService | undefined;
+  /** Session ownership: a keyed caller's new thread is recorded as its own; default: none. */
+  access?: SessionAccess | undefined;
 }
 
 /** Per-call state shared by the attempts: whether an upstream's reply started, and usage accounting. */

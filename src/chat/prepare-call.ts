@@ -32,7 +32,7 @@ export interface PreparedCall {
  *   when the system prompt plus the new message cannot fit the window,
  *   PARLEY_ERR_STORAGE_UNAVAILABLE when the history cannot be read
  */
-export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'sessions' | 'limits' | 'cache' | 'context' | 'threads'>): Promise<PreparedCall> {
+export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'sessions' | 'limits' | 'cache' | 'context' | 'threads' | 'access'>): Promise<PreparedCall> {
   const body = { ...call.body };
   let newMessages = Array.isArray(body.messages) ? (body.messages as MessageInput[]) : [];
   let sessionId = call.sessionId;
@@ -43,6 +43,8 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
     sessionId = t.sessionId;
     newMessages = t.newMessages;
     threaded = true;
+    // A keyed caller's thread is its own (GET /api/sessions/:id, the conversations API).
+    if (call.caller) await deps.access?.claim(t.sessionId, call.caller.keyId);
   }
   const session = call.endpoint === 'chat' && sessionId !== undefined && newMessages.length > 0 ? sessionId : undefined;
   let context: ContextPlan | undefined;

@@ -2,6 +2,7 @@ import { ParleyError } from '../errors/parley-error.js';
 import type { ConversationCursor, ConversationRecord, ConversationStore, ConversationTotals } from './conversation-store.js';
 import type { SessionService } from './session-service.js';
 import type { StoredMessage } from './session-store.js';
+import { deletedError } from './session-access.js';
 
 /** Page sizes of the two lists: default and largest accepted `limit`. */
 export const CONVERSATION_PAGE = { default: 20, max: 100 } as const;
@@ -52,14 +53,15 @@ export class ConversationService {
   async get(id: string, allowDeleted = false): Promise<{ conversation: ConversationRecord; totals: ConversationTotals }> {
     const found = ID.test(id) ? await this.store.getConversation(id) : undefined;
     if (!found) throw new ParleyError('PARLEY_ERR_CONVERSATION_NOT_FOUND', `conversation '${id}' not found`);
-    if (found.conversation.deletedAt !== null && !allowDeleted) {
-      throw new ParleyError('PARLEY_ERR_CONVERSATION_DELETED', `conversation '${id}' was deleted at ${found.conversation.deletedAt}; POST /api/conversations/${id}/restore brings it back`);
-    }
+    if (found.conversation.deletedAt !== null && !allowDeleted) throw deletedError(id, found.conversation.deletedAt);
     return found;
   }
 
-  /** Conversations not deleted, newest first; `q` filters on the title (case-insensitive substring). */
-  async list(params: { limit?: unknown; cursor?: unknown; q?: unknown }): Promise<Page<ConversationRecord>> {
+  /**
+   * Conversations not deleted, newest first; `q` filters on the title (case-insensitive substring);
+   * `ownerKeyId` keeps only that API key's.
+   */
+  async list(params: { limit?: unknown; cursor?: unknown; q?: unknown; ownerKeyId?: string | undefined }): Promise<Page<ConversationRecord>> {
     const limit = parseLimit(params.limit, CONVERSATION_PAGE);
     const q = typeof params.q === 'string' && params.q.trim() !== '' ? params.q : undefined;
     let after: ConversationCursor | undefined;
@@ -68,7 +70,7 @@ export class ConversationService {
       if (!c || c.k !== 'c' || typeof c.u !== 'string' || typeof c.i !== 'string' || (c.q ?? null) !== (q ?? null)) throw badCursor();
       after = { updatedAt: c.u, id: c.i };
     }
-    const rows = await this.store.listConversations({ limit: limit + 1, after, titleContains: q });
+    const rows = await this.store.listConversations({ limit: limit + 1, after, titleContains: q, ownerKeyId: params.ownerKeyId });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
     const nextCursor = rows.length > limit && last ? encodeCursor({ k: 'c', u: last.updatedAt, i: last.id, q: q ?? null }) : null;

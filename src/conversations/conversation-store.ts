@@ -38,6 +38,8 @@ export interface ListConversationsQuery {
   after?: ConversationCursor | undefined;
   /** Case-insensitive substring of the title. */
   titleContains?: string | undefined;
+  /** Only conversations this API key owns (`session_owners`); undefined = all. */
+  ownerKeyId?: string | undefined;
 }
 
 export interface ListMessagesQuery {

@@ -44,6 +44,8 @@ export class SqlConversationStore implements ConversationStore {
   listConversations(query: ListConversationsQuery): Promise<ConversationRecord[]> {
     return this.run('listConversations', async () => {
       let q = this.base().where('conversations.deleted_at', 'is', null);
+      const owner = query.ownerKeyId;
+      if (owner !== undefined) q = q.where('sessions.id', 'in', this.db.selectFrom('session_owners').select('session_id').where('key_id', '=', owner));
       const text = query.titleContains?.trim();
       if (text) q = q.where(sql<boolean>`lower(conversations.title) like ${'%' + escapeLike(text.toLowerCase()) + '%'} escape '\\'`);
       const after = query.after;

@@ -29,10 +29,10 @@ export const ERROR_CODES = {
   PARLEY_ERR_MODEL_NOT_FOUND: { status: 404, retryable: false, description: 'No upstream serves the model (text as Ollama words it for the endpoint).' },
   // sessions
   PARLEY_ERR_SESSION_INVALID_ID: { status: 400, retryable: false, description: 'A session id that is not 1-128 characters of [A-Za-z0-9._:-].' },
-  PARLEY_ERR_SESSION_NOT_FOUND: { status: 404, retryable: false, description: 'GET /api/sessions/:id for an id Parley never stored.' },
+  PARLEY_ERR_SESSION_NOT_FOUND: { status: 404, retryable: false, description: 'GET /api/sessions/:id for an id Parley never stored; with API keys also a session of another key, on GET and when /api/chat continues it (the same answer, so ids do not leak).' },
   // conversations API (REST, SSE, WebSocket)
-  PARLEY_ERR_CONVERSATION_NOT_FOUND: { status: 404, retryable: false, description: 'No conversation (session) has this id.' },
-  PARLEY_ERR_CONVERSATION_DELETED: { status: 410, retryable: false, description: 'The conversation was deleted (soft); POST /api/conversations/:id/restore brings it back.' },
+  PARLEY_ERR_CONVERSATION_NOT_FOUND: { status: 404, retryable: false, description: 'No conversation (session) has this id, or (with API keys) it belongs to another key.' },
+  PARLEY_ERR_CONVERSATION_DELETED: { status: 410, retryable: false, description: 'The conversation was deleted (soft): on the conversations API, on /api/chat with its session id and on GET /api/sessions/:id; POST /api/conversations/:id/restore brings it back.' },
   PARLEY_ERR_CONVERSATION_INVALID_CURSOR: { status: 400, retryable: false, description: 'A `cursor` query parameter that this list did not hand out.' },
   PARLEY_ERR_CONVERSATION_INVALID_LIMIT: { status: 400, retryable: false, description: 'A `limit` (page size) that is not an integer within the documented range.' },
   PARLEY_ERR_CONVERSATION_INVALID_EVENT_ID: { status: 400, retryable: false, description: 'A Last-Event-ID that does not belong to a reply of this conversation (or to one finished longer ago than conversations.replyRetentionMs), or lies beyond its last event.' },

@@ -5,6 +5,8 @@ import { ParleyError } from '../../errors/parley-error.js';
 import type { ConversationReplies, SendInput } from '../../chat/conversation-replies.js';
 import type { ReplyEvent, ReplyRun } from '../../chat/reply-run.js';
 import type { ConversationService } from '../../conversations/conversation-service.js';
+import type { SessionAccess } from '../../conversations/session-access.js';
+import { callerOf } from '../http/auth.js';
 import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
 import { streamSse } from './sse.js';
 import { conversationToMarkdown, conversationToWire, messageToWire } from './wire.js';
@@ -15,6 +17,8 @@ export interface ConversationRoutesDeps {
   replies: ConversationReplies;
   /** `conversations.websocket === 'on'`: register GET /api/conversations/:id/ws. */
   websocket: boolean;
+  /** Ownership: with an API key, only the key's own conversations exist (others are 404). */
+  access?: SessionAccess | undefined;
 }
 
 type IdParams = { id: string };
@@ -23,22 +27,38 @@ type IdParams = { id: string };
  * The conversations API (docs/api.md, "Conversations API"): REST over stored conversations, the
  * reply to a new message as Server-Sent Events (resumable with Last-Event-ID), and a WebSocket
  * carrying the same events both ways. Registers @fastify/websocket when the WebSocket is on.
+ * With an API key, a conversation belongs to the key that created it: every `/:id` route (the
+ * WebSocket included, before its upgrade) answers another key's as unknown (404), lists show only
+ * the key's own, and replies run as the key (budget, rate limits, fair queue, usage).
  */
 export async function registerConversationRoutes(app: FastifyInstance, deps: ConversationRoutesDeps): Promise<void> {
   const { conversations, replies } = deps;
   if (deps.websocket) await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 * 1024 } });
+  const access = deps.access;
+  if (access) {
+    // onRequest (after the auth hook), so it comes before the WebSocket's own 404/410 check.
+    app.addHook('onRequest', async (request) => {
+      if (!request.routeOptions.url?.startsWith('/api/conversations/:id')) return;
+      const caller = callerOf(request);
+      if (caller === undefined || caller.admin) return;
+      const { id } = request.params as IdParams;
+      await access.read(id, caller, () => new ParleyError('PARLEY_ERR_CONVERSATION_NOT_FOUND', `conversation '${id}' not found`), true);
+    });
+  }
 
   app.post('/api/conversations', async (request, reply) => {
     const body = isEmpty(request.body) ? {} : parseJsonObject(request.body, 'parley.ConversationRequest');
     checkFieldType(body, 'model', 'string', 'ConversationRequest', 'string');
     checkFieldType(body, 'title', 'string', 'ConversationRequest', 'string');
     const created = await conversations.create({ model: body.model as string | undefined, title: body.title as string | undefined });
+    const caller = callerOf(request);
+    if (caller) await access?.claim(created.id, caller.keyId);
     return reply.status(201).header('Location', `/api/conversations/${created.id}`).header('X-Session-Id', created.id).send(conversationToWire(created));
   });
 
   app.get('/api/conversations', async (request, reply) => {
     const q = request.query as Record<string, unknown>;
-    const page = await conversations.list({ limit: q.limit, cursor: q.cursor, q: q.q });
+    const page = await conversations.list({ limit: q.limit, cursor: q.cursor, q: q.q, ownerKeyId: callerOf(request)?.keyId });
     return reply.send({ conversations: page.items.map((c) => conversationToWire(c)), next_cursor: page.nextCursor });
   });
 
@@ -156,7 +176,7 @@ async function toSendInput(id: string, body: JsonObject, request: FastifyRequest
   if (!model) throw new ParleyError('PARLEY_ERR_REQUEST_MODEL_REQUIRED', 'model is required (give it here or when creating the conversation)');
   const extra: Record<string, unknown> = {};
   for (const k of ['options', 'think', 'format', 'keep_alive', 'tools'] as const) if (body[k] !== undefined) extra[k] = body[k];
-  return { conversationId: id, requestId: request.id, model, content, images: images as string[] | undefined, extra };
+  return { conversationId: id, requestId: request.id, model, content, images: images as string[] | undefined, extra, caller: callerOf(request) };
 }
 
 /** `stream:false`: waits for the reply and answers it whole (200, or the error's status). */

@@ -6,18 +6,20 @@ import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
 import { takeOver } from '../http/http-server.js';
 import { threadCallerKey } from '../../conversations/thread-service.js';
+import type { SessionAccess } from '../../conversations/session-access.js';
+import type { Caller } from '../../usage/key-service.js';
 import { callerOf } from '../http/auth.js';
 
 export interface ModelRoutesDeps {
   calls: ModelCallService;
   sessions: SessionService;
   pool: UpstreamPool;
-  /** threads.mode = thread: chats without a session id are threaded per caller (client IP + User-Agent). */
+  /** threads.mode = thread: chats without a session id are threaded per caller (API key id, else client IP + User-Agent). */
   threads?: boolean | undefined;
   /** keep_alive added to requests that carry none (config `models.defaultKeepAlive`, read per request); '' = none. */
   defaultKeepAlive?: () => string;
-  /** Told when a keyed caller uses a session (for /admin/sessions?key=…). */
-  onSessionUse?: (sessionId: string, keyId: string) => void;
+  /** Session ownership and soft delete: checked (and a new id claimed by a keyed caller) before a session turn. */
+  access?: SessionAccess | undefined;
   /** Told about every model request (least-recently-used model tracking). */
   onModelUse?: (model: string) => void;
 }
@@ -38,7 +40,8 @@ export function registerModelRoutes(app: FastifyInstance, deps: ModelRoutesDeps)
     app.post(`/api/${endpoint}`, async (request, reply) => {
       const body = parseJsonObject(request.body, `api.${GO_TYPES[endpoint]}`);
       const call = await toModelCall(endpoint, body, request, deps);
-      if (call.sessionId && call.caller) deps.onSessionUse?.(call.sessionId, call.caller.keyId);
+      // Another key's session is 404, a deleted conversation 410: before any byte, nothing stored or sent upstream.
+      if (call.sessionId !== undefined) await deps.access?.forChat(call.sessionId, call.caller);
       deps.onModelUse?.(call.model);
       const { client, signal } = takeOver(request, reply, call.sessionId ? { 'X-Session-Id': call.sessionId } : {});
       await deps.calls.run(call, client, signal);
@@ -79,18 +82,24 @@ async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: F
     const v = request.headers[h];
     if (typeof v === 'string') forwardHeaders[h] = v;
   }
+  const caller = callerOf(request);
   return {
     endpoint,
     requestId: request.id,
     model,
     body: forwarded,
     clientStream: endpoint === 'chat' || endpoint === 'generate' ? body.stream !== false : false,
-    threadCaller: deps.threads && endpoint === 'chat' && sessionId === undefined ? threadCallerKey([request.ip, String(request.headers['user-agent'] ?? '')]) : undefined,
+    threadCaller: deps.threads && endpoint === 'chat' && sessionId === undefined ? threadCallerOf(request, caller) : undefined,
     sessionId,
     queueUpdates: request.headers[QUEUE_UPDATES_HEADER] === '1',
     forwardHeaders,
-    caller: callerOf(request),
+    caller,
   };
+}
+
+/** Who a thread belongs to: the API key (by id) when the request has one, else the client IP + User-Agent. */
+function threadCallerOf(request: FastifyRequest, caller: Caller | undefined): string {
+  return threadCallerKey(caller ? ['key', caller.keyId] : [request.ip, String(request.headers['user-agent'] ?? '')]);
 }
 
 function validateMessages(messages: unknown): void {

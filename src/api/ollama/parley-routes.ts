@@ -6,6 +6,8 @@ import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { parseJsonObject } from '../http/json-body.js';
 import type { MemoryGuardian } from '../../resilience/memory-guardian.js';
 import type { ContextStore, SessionContextState } from '../../context/context-store.js';
+import type { SessionAccess } from '../../conversations/session-access.js';
+import { callerOf } from '../http/auth.js';
 
 export interface ParleyRoutesDeps {
   pool: UpstreamPool;
@@ -19,6 +21,8 @@ export interface ParleyRoutesDeps {
   degradedMode?: string | undefined;
   /** Context state per session (truncation, summary), shown by GET /api/sessions/:id. */
   context?: { store: ContextStore; settled(sessionId: string): Promise<void> } | undefined;
+  /** Ownership (another key's session is 404) and soft delete (410). */
+  access?: SessionAccess | undefined;
 }
 
 /**
@@ -77,15 +81,18 @@ export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDep
     const body = request.body === undefined || (Buffer.isBuffer(request.body) && request.body.length === 0) ? {} : parseJsonObject(request.body, 'parley.SessionRequest');
     const id = body.session_id === undefined ? deps.sessions.mintId() : deps.sessions.resolveId(body.session_id);
     const model = typeof body.model === 'string' ? body.model : '';
+    await deps.access?.forChat(id, callerOf(request));
     const session = await deps.sessions.create(id, model);
     return reply.status(201).header('X-Session-Id', id).send({ session_id: session.id, status: session.status, created_at: session.createdAt });
   });
 
   app.get('/api/sessions/:id', async (request, reply) => {
     const id = deps.sessions.resolveId((request.params as { id: string }).id);
+    const notFound = () => new ParleyError('PARLEY_ERR_SESSION_NOT_FOUND', `session '${id}' not found`);
+    await deps.access?.read(id, callerOf(request), notFound);
     await deps.context?.settled(id);
     const found = await deps.sessions.get(id);
-    if (!found) throw new ParleyError('PARLEY_ERR_SESSION_NOT_FOUND', `session '${id}' not found`);
+    if (!found) throw notFound();
     const s = found.session;
     return reply.send({
       session_id: s.id,
@@ -128,8 +135,8 @@ function toWire(m: StoredMessage): Record<string, unknown> {
   return out;
 }
 
-/** The `context` object of GET /api/sessions/:id (docs/api.md). */
-function contextWire(c: SessionContextState | undefined): Record<string, unknown> {
+/** The `context` object of GET /api/sessions/:id and GET /admin/sessions/:id (docs/api.md). */
+export function contextWire(c: SessionContextState | undefined): Record<string, unknown> {
   const s = c?.summary ?? null;
   return {
     window_tokens: c?.windowTokens ?? null,

@@ -1,0 +1,115 @@
+import type { Kysely } from 'kysely';
+import { ParleyError } from '../errors/parley-error.js';
+import type { Database } from '../storage/database.js';
+import type { DatabaseSchema } from '../storage/schema.js';
+import { storageUnavailable } from '../storage/storage-error.js';
+
+/** Who asks, as far as ownership goes (an API key's id and whether it is an admin key); undefined = anonymous. */
+export interface AccessCaller {
+  keyId: string;
+  admin: boolean;
+}
+
+/** What ownership decisions need to know about one session id. */
+export interface SessionAccessState {
+  /** A session row exists. */
+  exists: boolean;
+  /** Set while its conversation is soft-deleted. */
+  deletedAt: string | null;
+  /** The API key that created it (`session_owners`), if any. */
+  ownerKeyId: string | undefined;
+}
+
+/**
+ * Who may use which session (docs/api.md "Ownership"). Sessions, conversations and threads belong
+ * to the API key that created them (`session_owners`, first claim wins). The rules:
+ * - anonymous callers (auth off, or auto without keys): no checks, as before keys existed;
+ * - an admin key may use any session;
+ * - any other key sees only its own: another key's session, or one created without a key, is
+ *   answered exactly like an unknown id (404), so ids do not leak;
+ * - a key that names an id nobody uses yet (a new session on /api/chat, POST /api/sessions) claims it.
+ * A soft-deleted conversation is refused (410) to everyone who may see it, until it is restored.
+ */
+export class SessionAccess {
+  private readonly db: Kysely<DatabaseSchema>;
+
+  constructor(
+    database: Database,
+    private readonly now: () => Date,
+  ) {
+    this.db = database.db;
+  }
+
+  /** @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE */
+  async state(sessionId: string): Promise<SessionAccessState> {
+    try {
+      const [row, owner] = await Promise.all([
+        this.db.selectFrom('sessions').innerJoin('conversations', 'conversations.id', 'sessions.conversation_id').select('conversations.deleted_at').where('sessions.id', '=', sessionId).executeTakeFirst(),
+        this.db.selectFrom('session_owners').select('key_id').where('session_id', '=', sessionId).executeTakeFirst(),
+      ]);
+      return { exists: row !== undefined, deletedAt: row?.deleted_at ?? null, ownerKeyId: owner?.key_id };
+    } catch (e) {
+      throw storageUnavailable('sessionAccess', e);
+    }
+  }
+
+  /** Whether `caller` may see a session in `state` (an id nobody uses yet counts as visible: it can be claimed). */
+  static visible(state: SessionAccessState, caller: AccessCaller | undefined): boolean {
+    if (caller === undefined || caller.admin) return true;
+    if (state.ownerKeyId !== undefined) return state.ownerKeyId === caller.keyId;
+    return !state.exists;
+  }
+
+  /**
+   * Before reading an existing session (GET /api/sessions/:id, every /api/conversations/:id route).
+   * @throws `notFound()` when it does not exist or `caller` may not see it;
+   *   PARLEY_ERR_CONVERSATION_DELETED (410) when deleted, unless `allowDeleted`
+   */
+  async read(sessionId: string, caller: AccessCaller | undefined, notFound: () => ParleyError, allowDeleted = false): Promise<SessionAccessState> {
+    const state = await this.state(sessionId);
+    if (!state.exists || !SessionAccess.visible(state, caller)) throw notFound();
+    if (!allowDeleted && state.deletedAt !== null) throw deletedError(sessionId, state.deletedAt);
+    return state;
+  }
+
+  /**
+   * Before a chat continues or starts session `sessionId` (/api/chat, POST /api/sessions): claims
+   * an unused id for a keyed caller.
+   * @throws ParleyError PARLEY_ERR_SESSION_NOT_FOUND (404, `session 'x' not found`) when it is
+   *   another key's (or was created without a key and the caller has one);
+   *   PARLEY_ERR_CONVERSATION_DELETED (410) when its conversation is deleted
+   */
+  async forChat(sessionId: string, caller: AccessCaller | undefined): Promise<void> {
+    const state = await this.state(sessionId);
+    const notFound = () => new ParleyError('PARLEY_ERR_SESSION_NOT_FOUND', `session '${sessionId}' not found`);
+    if (!SessionAccess.visible(state, caller)) throw notFound();
+    if (state.deletedAt !== null) throw deletedError(sessionId, state.deletedAt);
+    if (caller === undefined || state.ownerKeyId !== undefined || state.exists) return;
+    // Two keys racing for a new id: the first claim wins, the other is told it does not exist.
+    if ((await this.claim(sessionId, caller.keyId)) !== caller.keyId) throw notFound();
+  }
+
+  /**
+   * Records `keyId` as the owner of `sessionId` unless it has one.
+   * @returns the owner afterwards
+   * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE
+   */
+  async claim(sessionId: string, keyId: string): Promise<string | undefined> {
+    try {
+      await this.db
+        .insertInto('session_owners')
+        .values({ session_id: sessionId, key_id: keyId, created_at: this.now().toISOString() })
+        .onConflict((oc) => oc.column('session_id').doNothing())
+        .execute();
+      const row = await this.db.selectFrom('session_owners').select('key_id').where('session_id', '=', sessionId).executeTakeFirst();
+      return row?.key_id;
+    } catch (e) {
+      throw storageUnavailable('claimSession', e);
+    }
+  }
+}
+
+/** The 410 of a soft-deleted conversation, the same on every API (`PARLEY_ERR_CONVERSATION_DELETED`). */
+export function deletedError(id: string, deletedAt: string): ParleyError {
+  return new ParleyError('PARLEY_ERR_CONVERSATION_DELETED', `conversation '${id}' was deleted at ${deletedAt}; POST /api/conversations/${id}/restore brings it back`);
+}
