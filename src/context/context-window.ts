@@ -9,9 +9,13 @@ export interface ContextWindowOptions {
   windowCapTokens: number;
   /** How long a /api/show answer is reused, in ms. Default 10 minutes. */
   showTtlMs?: number;
-  /** How long a failed /api/show is remembered before asking again, in ms. Default 5 s. */
+  /** How long an /api/show answer without a context length (or a 4xx) is remembered, in ms. Default 5 s. */
   failureTtlMs?: number;
-  /** Timeout of one /api/show request, in ms. Default 5 s. */
+  /**
+   * Timeout of one /api/show request, in ms; 0 (default) = none of its own: the upstream's
+   * first-byte and idle timeouts apply, as they do to the turn itself. A slow /api/show is waited
+   * for, never taken as "no context length".
+   */
   showTimeoutMs?: number;
 }
 
@@ -41,6 +45,8 @@ interface CacheEntry {
  */
 export class ContextWindows {
   private readonly cache = new Map<string, CacheEntry>();
+  /** The last context length each upstream and model answered (used while /api/show cannot be asked). */
+  private readonly lastKnown = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<number | null>>();
 
   constructor(
@@ -79,22 +85,36 @@ export class ContextWindows {
     return pending;
   }
 
+  /**
+   * Asks the upstream. An answer (a length, or none: 200 without one, a 4xx) is cached; a failure
+   * to get one (connection error, timeout, 5xx) is not: the last length known for the model is
+   * used (else null, so the default window), logged as a warning, and the next turn asks again.
+   */
   private async fetchLength(node: UpstreamPool['entries'][number]['node'], model: string): Promise<number | null> {
     const key = `${node.url}|${normalizeModelName(model)}`;
     let tokens: number | null = null;
+    let failure: unknown;
     try {
+      const timeoutMs = this.opts.showTimeoutMs ?? 0;
       const res = await node.request({
         method: 'POST',
         path: '/api/show',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model }),
-        signal: AbortSignal.timeout(this.opts.showTimeoutMs ?? 5_000),
+        ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
       });
       if (res.statusCode === 200) tokens = contextLengthOf((await res.body.json()) as Record<string, unknown>);
       else await res.body.dump();
+      if (res.statusCode >= 500) failure = `status ${res.statusCode}`;
     } catch (e) {
-      this.logger.debug({ err: e, upstream: node.url, model }, 'context.show_failed');
+      failure = e;
     }
+    if (failure !== undefined) {
+      const known = this.lastKnown.get(key) ?? null;
+      this.logger.warn({ err: failure, upstream: node.url, model, usingTokens: known ?? this.opts.defaultWindowTokens, source: known === null ? 'default' : 'last_known' }, 'context.window_unknown');
+      return known;
+    }
+    if (tokens !== null) this.lastKnown.set(key, tokens);
     const ttl = tokens === null ? (this.opts.failureTtlMs ?? 5_000) : (this.opts.showTtlMs ?? 600_000);
     this.cache.set(key, { tokens, expiresAt: Date.now() + ttl });
     return tokens;
