@@ -101,7 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const usage = new UsageService({ database, live, now, logger });
   const audit = new AuditStore(database);
   const pool = new UpstreamPool(config, logger, metrics, { switchMaxWaitMs: () => live.current.queue.switchMaxWaitMs });
-  const models = new ModelManager(pool, live, logger, (entry, model) => entry.queue.modelInUse(model));
+  const models = new ModelManager(pool, live, logger, (entry, model) => entry.queue.modelInUse(model), metrics);
   live.onChange((next, prev) => {
     if (next.queue.slotsPerUpstream !== prev.queue.slotsPerUpstream) for (const e of pool.entries) e.queue.setSlots(next.queue.slotsPerUpstream);
     if (next.logLevel !== prev.logLevel) logger.level = next.logLevel;

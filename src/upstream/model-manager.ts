@@ -1,5 +1,6 @@
 import type { LiveConfig } from '../config/live-config.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { UpstreamEntry, UpstreamPool } from './upstream-pool.js';
 import { normalizeModelName } from './model-name.js';
 
@@ -35,6 +36,7 @@ export class ModelManager {
     private readonly live: LiveConfig,
     private readonly logger: Logger,
     private readonly busy: (entry: UpstreamEntry, model: string) => boolean = () => false,
+    private readonly metrics?: Metrics,
   ) {}
 
   /** Records a request for `model` (LRU order). */
@@ -102,7 +104,7 @@ export class ModelManager {
   /** Enforces the memory limit on every upstream every `intervalMs` (0 = never). */
   start(intervalMs: number): void {
     if (intervalMs <= 0 || this.timer) return;
-    this.timer = setInterval(() => void Promise.all(this.pool.entries.map((e) => this.enforce(e).catch(() => []))), intervalMs);
+    this.timer = setInterval(() => void this.enforceAll(), intervalMs);
     this.timer.unref();
   }
 
@@ -123,15 +125,34 @@ export class ModelManager {
         const used = this.lastUsed.get(normalizeModelName(String(m.name)));
         return { name: String(m.name), size_bytes: Number(m.size ?? 0), expires_at: m.expires_at ?? null, last_used_at: used === undefined ? null : new Date(used).toISOString() };
       });
-    } catch {
+    } catch (e) {
+      // Without /api/ps nothing can be unloaded this round; the next round asks again.
+      this.failed(entry, 'ps', e);
       return [];
     }
+  }
+
+  /** Enforces the memory limit on every upstream; a failure on one is logged and counted, never thrown. */
+  private async enforceAll(): Promise<void> {
+    await Promise.all(
+      this.pool.entries.map((e) =>
+        this.enforce(e).catch((err: unknown) => {
+          this.failed(e, 'enforce', err);
+          return [];
+        }),
+      ),
+    );
+  }
+
+  private failed(entry: UpstreamEntry, what: string, e: unknown): void {
+    this.metrics?.upstreamFailures.inc({ upstream: entry.node.url, code: `model_manager_${what}` });
+    this.logger.warn({ upstream: entry.node.url, err: e }, `models.${what}_failed`);
   }
 
   private async onServing(model: string, body: Record<string, unknown>): Promise<ModelActionResult[]> {
     const targets = this.pool.entries.filter((e) => e.node.servesModel(model));
     const results = await Promise.all((targets.length > 0 ? targets : [this.pool.pick(model)]).map((e) => this.send(e, body)));
-    if (body.keep_alive !== 0) await Promise.all(this.pool.entries.map((e) => this.enforce(e).catch(() => [])));
+    if (body.keep_alive !== 0) await this.enforceAll();
     return results;
   }
 
@@ -141,6 +162,7 @@ export class ModelManager {
       await res.body.dump();
       return { upstream: entry.node.url, ok: res.statusCode === 200, status: res.statusCode };
     } catch (e) {
+      this.failed(entry, 'load_request', e);
       return { upstream: entry.node.url, ok: false, status: e instanceof Error ? e.message : String(e) };
     }
   }
