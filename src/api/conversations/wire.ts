@@ -1,5 +1,6 @@
 import type { ConversationRecord, ConversationTotals } from '../../conversations/conversation-store.js';
 import type { StoredMessage } from '../../conversations/session-store.js';
+import { toWireMessage } from '../../conversations/session-service.js';
 
 /** A conversation as the conversations API shows it (snake_case, like the rest of /api). */
 export function conversationToWire(c: ConversationRecord, totals?: ConversationTotals): Record<string, unknown> {
@@ -22,12 +23,7 @@ export function conversationToWire(c: ConversationRecord, totals?: ConversationT
 
 /** A stored message: Ollama's message fields plus `seq`, `status`, timestamps and reply figures. */
 export function messageToWire(m: StoredMessage): Record<string, unknown> {
-  const out: Record<string, unknown> = { seq: m.seq, role: m.role, content: m.content };
-  if (m.thinking) out.thinking = m.thinking;
-  if (m.images?.length) out.images = m.images;
-  if (m.tool_calls?.length) out.tool_calls = m.tool_calls;
-  if (m.tool_name) out.tool_name = m.tool_name;
-  if (m.tool_call_id) out.tool_call_id = m.tool_call_id;
+  const out: Record<string, unknown> = { seq: m.seq, ...toWireMessage(m) };
   out.model = m.model;
   out.status = m.status;
   out.created_at = m.createdAt;

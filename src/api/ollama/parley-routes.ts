@@ -4,6 +4,7 @@ import type { SessionService } from '../../conversations/session-service.js';
 import type { StoredMessage } from '../../conversations/session-store.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { parseJsonObject } from '../http/json-body.js';
+import { toWireMessage } from '../../conversations/session-service.js';
 import type { MemoryGuardian } from '../../resilience/memory-guardian.js';
 import type { ContextStore, SessionContextState } from '../../context/context-store.js';
 import type { SessionAccess } from '../../conversations/session-access.js';
@@ -111,11 +112,7 @@ export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDep
 }
 
 function toWire(m: StoredMessage): Record<string, unknown> {
-  const out: Record<string, unknown> = { role: m.role, content: m.content };
-  if (m.thinking) out.thinking = m.thinking;
-  if (m.images?.length) out.images = m.images;
-  if (m.tool_calls?.length) out.tool_calls = m.tool_calls;
-  if (m.tool_name) out.tool_name = m.tool_name;
+  const out: Record<string, unknown> = { ...toWireMessage(m) };
   out.model = m.model;
   out.status = m.status;
   out.created_at = m.createdAt;
