@@ -37,6 +37,7 @@ const ENDPOINTS: Array<{ method: string; path: string; route?: string; body?: un
   { method: 'POST', path: '/admin/queue/drain', status: 200 },
   { method: 'POST', path: '/admin/queue/clear', status: 200 },
   { method: 'DELETE', path: '/admin/queue/nope', route: '/admin/queue/:requestId', status: 404 },
+  { method: 'GET', path: '/admin/upstreams', status: 200 },
   { method: 'GET', path: '/admin/models', status: 200 },
   { method: 'POST', path: '/admin/models/preload', body: { model: 'llama3.2' }, status: 200 },
   { method: 'POST', path: '/admin/models/unload', body: { model: 'llama3.2' }, status: 200 },
@@ -174,6 +175,8 @@ describe('admin API behaviour', () => {
 
   it('preloads, unloads and reloads a model on the upstream, and reports usage per key, model and day as JSON and CSV', async () => {
     const { url, app, sim } = await start();
+    const [upstream] = json(await admin(url, 'GET', '/admin/upstreams')).upstreams;
+    expect(upstream).toMatchObject({ url: sim.url, reachable: true, serving: true, breaker: { state: 'closed' } });
     expect(json(await admin(url, 'POST', '/admin/models/preload', { model: 'qwen3' })).results).toEqual([{ upstream: sim.url, ok: true, status: 200 }]);
     expect(sim.loadedModels()).toContain('qwen3:latest');
     const models = json(await admin(url, 'GET', '/admin/models')).upstreams[0];

@@ -2,17 +2,23 @@ import type { FastifyInstance } from 'fastify';
 import { RUNTIME_SETTINGS } from '../../config/live-config.js';
 import { ParleyError } from '../../errors/parley-error.js';
 import type { UsageRow } from '../../usage/usage-store.js';
+import { upstreamsView } from '../http/upstream-view.js';
 import { adminBody, auditNote, sendJson, stringField, type AdminDeps } from './admin-context.js';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /**
- * Models (GET /admin/models; POST /admin/models/preload | unload | reload `{"model"}`), sessions
+ * Upstreams (GET /admin/upstreams: health and breaker state), models (GET /admin/models; POST /admin/models/preload | unload | reload `{"model"}`), sessions
  * (GET /admin/sessions/:id, GET /admin/sessions?key=<key id>), configuration (GET / PATCH
  * /admin/config), usage (GET /admin/usage?key=&model=&from=&to=&format=json|csv) and the audit log
  * (GET /admin/audit?limit=).
  */
 export function registerAdminOpsRoutes(app: FastifyInstance, deps: AdminDeps): void {
+  // Upstreams: health, circuit breaker state (closed / open / half-open), inference, queue.
+  app.get('/admin/upstreams', async (_request, reply) => {
+    await deps.pool.checkAll();
+    return sendJson(reply, 200, { upstreams: upstreamsView(deps.pool) });
+  });
   app.get('/admin/models', async (_request, reply) => sendJson(reply, 200, { upstreams: await deps.models.status() }));
   for (const action of ['preload', 'unload', 'reload'] as const) {
     app.post(`/admin/models/${action}`, async (request, reply) => {

@@ -4,6 +4,7 @@ import type { SessionService } from '../../conversations/session-service.js';
 import type { StoredMessage } from '../../conversations/session-store.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { parseJsonObject } from '../http/json-body.js';
+import { upstreamsView } from '../http/upstream-view.js';
 import { toWireMessage } from '../../conversations/session-service.js';
 import type { MemoryGuardian } from '../../resilience/memory-guardian.js';
 import type { ContextStore, SessionContextState } from '../../context/context-store.js';
@@ -33,22 +34,7 @@ export interface ParleyRoutesDeps {
 export function registerParleyRoutes(app: FastifyInstance, deps: ParleyRoutesDeps): void {
   app.get('/api/health', async (_req, reply) => {
     await deps.pool.checkAll();
-    const upstreams = deps.pool.entries.map(({ node: { health: h }, queue, breaker, inference }) => ({
-      url: h.url,
-      reachable: h.reachable ?? false,
-      // "reachable" is the probes (HEAD /, /api/version, /api/tags, /api/ps); whether inference
-      // answers is what real calls saw (inference) and the breaker.
-      serving: (h.reachable ?? false) && breaker.state !== 'open',
-      version: h.version,
-      latency_ms: h.latencyMs,
-      last_check_at: h.lastCheckAt,
-      error: h.error,
-      models: h.models,
-      loaded_models: h.loadedModels,
-      breaker: breaker.snapshot(),
-      inference: { last_ok_at: inference.lastOkAt, last_failure_at: inference.lastFailureAt, last_failure: inference.lastFailure },
-      queue: { active: queue.active, depth: queue.depth },
-    }));
+    const upstreams = upstreamsView(deps.pool);
     const databaseOk = await deps.sessions.store.ping();
     const serving = upstreams.filter((u) => u.serving).length;
     const memory = deps.guardian?.snapshot();
