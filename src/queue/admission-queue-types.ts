@@ -22,6 +22,8 @@ export interface AdmissionQueueOptions {
   now?: () => number;
   /** Told about every enqueue, grant, rejection, cancel, timeout and release. */
   onEvent?: (e: QueueEvent) => void;
+  /** Told when an `onPosition` or `onEvent` callback throws (the queue itself carries on); default: a process warning. */
+  onCallbackError?: (e: unknown) => void;
   /**
    * Fair queueing between keys with switch-aware scheduling (src/queue/fair-scheduler.ts);
    * absent = first come, first served. `switchMaxWaitMs` is read at every decision (0 = off).

@@ -32,7 +32,7 @@ export class AdmissionQueue {
   private paused = false;
   private closedReason: ParleyError | undefined;
   private idleResolvers: Array<() => void> = [];
-  private readonly outbox = new QueueOutbox();
+  private readonly outbox: QueueOutbox;
 
   /** @throws RangeError when slots, maxDepth or maxWaitMs is out of range. */
   constructor(opts: AdmissionQueueOptions) {
@@ -42,6 +42,7 @@ export class AdmissionQueue {
     this.maxWaitMs = checkInt('maxWaitMs', opts.maxWaitMs, 0, MAX_TIMER_MS);
     this.now = opts.now ?? Date.now;
     this.onEvent = opts.onEvent;
+    this.outbox = new QueueOutbox(opts.onCallbackError ?? ((e) => process.emitWarning(`admission queue ${opts.name}: a callback threw: ${String(e)}`)));
     this.fairLine = opts.fair ? new FairLine<Waiter>({ now: this.now, switchMaxWaitMs: opts.fair.switchMaxWaitMs }) : undefined;
     this.waiters = this.fairLine ?? new WaiterList<Waiter>();
   }

@@ -1,12 +1,14 @@
 /**
  * The admission queue's callback outbox: position updates and queue events are queued while the
  * queue changes its state and run afterwards, in the order the changes happened. A callback that
- * re-enters the queue appends to the same run; a callback that throws is ignored, so a
- * subscriber's bug cannot corrupt the queue. Internal to src/queue.
+ * re-enters the queue appends to the same run; a callback that throws is reported to `onError`
+ * and the run goes on, so a subscriber's bug cannot corrupt the queue. Internal to src/queue.
  */
 export class QueueOutbox {
   private readonly pending: Array<() => void> = [];
   private flushing = false;
+
+  constructor(private readonly onError: (e: unknown) => void) {}
 
   /** Queues `fn` to run at the next flush. */
   push(fn: () => void): void {
@@ -21,8 +23,9 @@ export class QueueOutbox {
       for (let i = 0; i < this.pending.length; i++) {
         try {
           this.pending[i]!();
-        } catch {
-          // A subscriber's bug must not corrupt the queue; the subscriber owns its errors.
+        } catch (e) {
+          // A subscriber's bug must not corrupt the queue: report it and go on.
+          this.onError(e);
         }
       }
     } finally {

@@ -76,6 +76,7 @@ export class UpstreamPool {
         slots: config.queue.slotsPerUpstream,
         maxDepth: config.queue.maxDepth,
         maxWaitMs: config.queue.maxWaitMs,
+        onCallbackError: (e) => logger.error({ err: e, upstream: origin }, 'queue.callback_failed'),
         ...(config.queue.fair ? { fair: fair ?? { switchMaxWaitMs: () => config.queue.switchMaxWaitMs } } : {}),
       }),
     }));
