@@ -277,13 +277,15 @@ describe('AdmissionQueue', () => {
     ]);
   });
 
-  it('keeps working when a position callback throws', async () => {
-    const q = queue();
+  it('keeps working when a position callback throws, and reports the error', async () => {
+    const reported: unknown[] = [];
+    const q = queue({ onCallbackError: (e) => reported.push(e) });
     const held = await q.acquire({ requestId: 'a' });
     const b = q.acquire({ requestId: 'b', onPosition: () => { throw new Error('subscriber bug'); } });
     held.release();
     (await b).release();
     expect(q.active).toBe(0);
+    expect(reported.map((e) => (e as Error).message)).toContain('subscriber bug');
   });
 
   it('stays correct with 500 waiters when every other one aborts', async () => {
