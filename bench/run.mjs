@@ -52,7 +52,9 @@ const log = (/** @type {string} */ s) => process.stdout.write(`[bench ${((Date.n
 const children = [];
 const cleanup = () => {
   for (const c of children) if (c.exitCode === null && c.pid) try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
-  rmSync(tmp, { recursive: true, force: true });
+  // BENCH_KEEP_TMP=1 keeps the targets' logs (parley.log, portkey.log, …) for a post-mortem.
+  if (process.env.BENCH_KEEP_TMP) console.error(`logs kept in ${tmp}`);
+  else rmSync(tmp, { recursive: true, force: true });
 };
 process.on('exit', cleanup);
 for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM'])) process.on(sig, () => process.exit(130));
@@ -306,12 +308,12 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
     log(`idle streams ${name}: ${o.opened} open, heap/stream ${((h1.heapUsed - h0.heapUsed) / o.opened).toFixed(0)} B`);
     await sleep(500);
   }
-  // Empty sessions: Parley keeps none in memory (each turn reads the database); measured as such.
+  // Empty sessions: POST /api/sessions puts each new session in Parley's history cache (an empty entry).
   const c = byKey.C;
   const h0 = await heapProbe(c.pid, probeDir);
   const made = /** @type {any} */ (await call(loadgen, { op: 'createSessions', url: c.spec.url, n: P.sessions, prefix: 'empty' }, 60_000));
   const h1 = await heapProbe(c.pid, probeDir);
-  results.memory.C.sessions = { n: made.created, heapPerSessionB: (h1.heapUsed - h0.heapUsed) / Math.max(1, made.created), cache: 'none: sessions live in the database only' };
+  results.memory.C.sessions = { n: made.created, heapPerSessionB: (h1.heapUsed - h0.heapUsed) / Math.max(1, made.created), cache: 'history cache: one empty entry per created session (checked against the database each turn)' };
   log(`empty sessions: ${made.created}, heap/session ${((h1.heapUsed - h0.heapUsed) / Math.max(1, made.created)).toFixed(0)} B`);
   await sleep(2000);
   for (const t of PROXIES) {

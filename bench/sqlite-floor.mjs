@@ -59,6 +59,34 @@ function turn(sid) {
   const m = q.msgSeq.get(id); const p = q.prev.get(m.conversation_id, m.seq);
   q.begin.run(); q.tok.run(6, p.id); q.tok.run(12, id); q.commit.run();
 }
+// The turn as Parley runs it since 07341e2: version check (history from the cache), context read,
+// BEGIN IMMEDIATE + 3 statements, BEGIN IMMEDIATE + 3 statements (12 with BEGIN/COMMIT).
+const n = {
+  ver: db.prepare('select conversations.id, conversations.message_count, conversations.updated_at from sessions inner join conversations on conversations.id = sessions.conversation_id where sessions.id = ?'),
+  beginImm: db.prepare('begin immediate'),
+  act: db.prepare("update sessions set status = 'active', archived_at = null, updated_at = ?, last_active_at = ? where id = ? returning conversation_id"),
+  ins: db.prepare("with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ?) insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status) select ?, 'llama3.2', ?, ?, 'user', ?, null, null, null, null, null, top.s + 1, 'complete' from top union all select ?, 'llama3.2', ?, ?, 'assistant', '', null, null, null, null, null, top.s + 2, 'incomplete' from top returning id, seq"),
+  cnt: db.prepare("update conversations set message_count = message_count + 2, model = 'llama3.2', updated_at = ?, archived_at = null where id = ? returning message_count"),
+  done: db.prepare("update messages set status = 'complete', content = ?, thinking = null, tool_calls = null, done_reason = 'stop', prompt_tokens = 10, completion_tokens = 16, total_duration_ns = 1, load_duration_ns = 1, prompt_eval_duration_ns = 1, eval_duration_ns = 1, updated_at = ?, tokens = 20, tokens_exact = 1 where id = ? and role = 'assistant' returning conversation_id"),
+  tok: db.prepare('update messages set tokens = case id when ? then cast(? as integer) end, tokens_exact = case id when ? then cast(1 as integer) end where conversation_id = ? and id in (?)'),
+  conv: db.prepare('update conversations set updated_at = ?, title = coalesce(title, ?) where id = ?'),
+};
+function turnNow(sid) {
+  const now = new Date().toISOString();
+  n.ver.get(sid); q.ctx.get(sid);
+  n.beginImm.run();
+  let c = n.act.get(now, now, sid)?.conversation_id;
+  if (!c) { c = randomUUID(); q.insConv.run(c, 'llama3.2', now, now); q.insSess.get(sid, c, now, now, now); }
+  const rows = n.ins.all(c, c, now, now, 'hello 3', c, now, now);
+  n.cnt.get(now, c);
+  q.commit.run();
+  const [u, a] = rows.sort((x, y) => x.seq - y.seq);
+  n.beginImm.run();
+  n.done.get('Small step slow moon stone quiet river light over the hill', now, a.id);
+  n.tok.run(u.id, 6, u.id, c, u.id);
+  n.conv.run(now, 'hello 3', c);
+  q.commit.run();
+}
 function minimal(sid) {
   // What one turn must write at the least: both messages and the conversation's counters, one commit.
   const now = new Date().toISOString();
@@ -71,7 +99,7 @@ function minimal(sid) {
   q.commit.run();
 }
 const { cpuUsage } = process;
-for (const [name, fn] of [['parley turn (20 statements, 3 commits)', turn], ['minimal turn (1 commit)', minimal], ['parley turn (20 statements, 3 commits)', turn], ['minimal turn (1 commit)', minimal]]) {
+for (const [name, fn] of [['parley turn before (20 statements, 3 commits)', turn], ['parley turn now (12 statements, 2 commits)', turnNow], ['minimal turn (1 commit)', minimal], ['parley turn before (20 statements, 3 commits)', turn], ['parley turn now (12 statements, 2 commits)', turnNow], ['minimal turn (1 commit)', minimal]]) {
   const N = 4000; let k = 0;
   for (let i = 0; i < 300; i++) fn(`w${name.length}-${i % 60}`);
   const c0 = cpuUsage(); const t0 = performance.now();
