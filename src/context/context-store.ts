@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
-import { storageUnavailable } from '../storage/storage-error.js';
+import { storageOperation } from '../storage/storage-error.js';
 
 type Db = Kysely<DatabaseSchema>;
 
@@ -186,11 +186,7 @@ export class ContextStore {
     });
   }
 
-  private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      throw storageUnavailable(operation, e);
-    }
+  private run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return storageOperation(operation, fn);
   }
 }

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from '../observability/logger.js';
 import type { Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
-import { storageUnavailable } from '../storage/storage-error.js';
+import { storageOperation } from '../storage/storage-error.js';
 import type { ConversationRecord, ConversationStore, ConversationTotals, ListConversationsQuery, ListMessagesQuery } from './conversation-store.js';
 import type { StoredMessage } from './session-store.js';
 import { toStoredMessage } from './sql-session-rows.js';
@@ -110,14 +110,8 @@ export class SqlConversationStore implements ConversationStore {
       ]);
   }
 
-  private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      const error = storageUnavailable(operation, e);
-      if (error !== e) this.logger?.error({ err: e, operation }, 'database operation failed');
-      throw error;
-    }
+  private run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return storageOperation(operation, fn, this.logger);
   }
 }
 

@@ -4,7 +4,7 @@ import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
-import { storageUnavailable } from '../storage/storage-error.js';
+import { storageOperation } from '../storage/storage-error.js';
 import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, MessageStatus, MessageTokenCount, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { inputColumns, toStoredMessage } from './sql-session-rows.js';
 import { autoTitle } from './conversation-title.js';
@@ -199,14 +199,8 @@ ${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
     return this.database.close();
   }
 
-  private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      const error = storageUnavailable(operation, e);
-      if (error !== e) this.logger?.error({ err: e, operation }, 'database operation failed');
-      throw error;
-    }
+  private run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return storageOperation(operation, fn, this.logger);
   }
 }
 

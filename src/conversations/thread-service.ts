@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from '../observability/logger.js';
 import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
-import { storageUnavailable } from '../storage/storage-error.js';
+import { storageOperation } from '../storage/storage-error.js';
 import type { SessionService } from './session-service.js';
 import type { MessageInput } from './session-store.js';
 
@@ -134,12 +134,8 @@ export class ThreadService {
     this.sweeper = undefined;
   }
 
-  private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      throw storageUnavailable(operation, e);
-    }
+  private run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return storageOperation(operation, fn);
   }
 }
 

@@ -1,4 +1,5 @@
 import { ParleyError, isParleyError } from '../errors/parley-error.js';
+import type { Logger } from '../observability/logger.js';
 
 /**
  * The error a store throws when the database fails (connection refused, closed handle, disk full,
@@ -9,4 +10,19 @@ import { ParleyError, isParleyError } from '../errors/parley-error.js';
 export function storageUnavailable(operation: string, cause: unknown): ParleyError {
   if (isParleyError(cause)) return cause;
   return new ParleyError('PARLEY_ERR_STORAGE_UNAVAILABLE', `database unavailable: ${operation} failed`, { cause });
+}
+
+/**
+ * Runs one store operation and turns a driver failure into `storageUnavailable(operation, …)`,
+ * logging the driver's error (which never reaches a client) when a logger is given.
+ * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE (or the ParleyError `fn` threw)
+ */
+export async function storageOperation<T>(operation: string, fn: () => Promise<T>, logger?: Pick<Logger, 'error'>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const error = storageUnavailable(operation, e);
+    if (error !== e) logger?.error({ err: e, operation }, 'database operation failed');
+    throw error;
+  }
 }
