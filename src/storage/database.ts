@@ -65,7 +65,7 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
     file.pragma('journal_mode = WAL');
     file.pragma('synchronous = NORMAL');
     file.pragma('foreign_keys = ON');
-    file.pragma('busy_timeout = 5000');
+    file.pragma(`busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
   } catch (e) {
     if (file?.open === true) file.close();
     throw storageUnavailable('opening the SQLite database', e);
@@ -109,8 +109,8 @@ function withStatementCache(file: SQLite.Database, maxStatements = 256): SqliteD
 
 /**
  * Runs `fn` in one write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: the write lock
- * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for up to
- * `busy_timeout` like any single write. A plain `BEGIN` that reads first would make the later
+ * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for, up to
+ * 5 s, on timers that leave the event loop free (see beginImmediate). A plain `BEGIN` that reads first would make the later
  * write an upgrade that SQLite refuses at once with SQLITE_BUSY (busy_timeout does not apply).
  * On Postgres it is Kysely's transaction (`begin` … `commit`, read committed).
  * Rolls back and rethrows when `fn` throws.
@@ -120,7 +120,7 @@ export async function writeTransaction<T>(database: Pick<Database, 'db' | 'diale
   // Kysely's SQLite driver has one connection behind a mutex: holding it keeps every other query
   // of this process out of the transaction until commit or rollback.
   return database.db.connection().execute(async (conn) => {
-    await conn.executeQuery(BEGIN_IMMEDIATE);
+    await beginImmediate(conn);
     let result: T;
     try {
       result = await fn(conn);
@@ -142,6 +142,34 @@ export async function writeTransaction<T>(database: Pick<Database, 'db' | 'diale
   });
 }
 
+/**
+ * `BEGIN IMMEDIATE` without blocking the event loop: better-sqlite3 waits out `busy_timeout`
+ * synchronously, which would freeze every stream of this process while another process holds the
+ * write lock. So the wait is switched off for the attempt, and a busy lock is retried on timers
+ * (5 ms doubling to 100 ms) until SQLITE_BUSY_WAIT_MS has passed, then the SQLITE_BUSY error is thrown.
+ */
+async function beginImmediate(conn: { executeQuery(q: CompiledQuery): Promise<unknown> }): Promise<void> {
+  const deadline = Date.now() + SQLITE_BUSY_WAIT_MS;
+  await conn.executeQuery(NO_BUSY_WAIT);
+  try {
+    for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
+      try {
+        await conn.executeQuery(BEGIN_IMMEDIATE);
+        return;
+      } catch (e) {
+        if ((e as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() + delayMs > deadline) throw e;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  } finally {
+    await conn.executeQuery(BUSY_WAIT);
+  }
+}
+
+/** How long a write waits for another process's lock (SQLite busy_timeout), in ms. */
+const SQLITE_BUSY_WAIT_MS = 5_000;
+const BUSY_WAIT = CompiledQuery.raw(`pragma busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
+const NO_BUSY_WAIT = CompiledQuery.raw('pragma busy_timeout = 0');
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
 const ROLLBACK = CompiledQuery.raw('rollback');
