@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { simReplyText, startSimulator, type Simulator } from '../../src/sim/index.js';
-import { ndjsonReader, startParley, type ParleyProcess } from '../helpers/parley-process.js';
+import { ndjsonReader, postChat, startParley, storedMessages, type ParleyProcess } from '../helpers/parley-process.js';
 
 /**
  * Crash durability: Parley runs as a child process on a SQLite file and is killed with SIGKILL
@@ -12,14 +12,6 @@ import { ndjsonReader, startParley, type ParleyProcess } from '../helpers/parley
  */
 
 const MODEL = 'llama3.2';
-
-interface WireMessage {
-  role: string;
-  content: string;
-  status: string;
-  model: string | null;
-  [k: string]: unknown;
-}
 
 describe('crash durability (kill -9 of a Parley process on SQLite)', () => {
   let sim: Simulator;
@@ -45,20 +37,10 @@ describe('crash durability (kill -9 of a Parley process on SQLite)', () => {
     return p;
   }
 
-  function chat(p: ParleyProcess, body: unknown): Promise<Response> {
-    return fetch(`${p.url}/api/chat`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  }
-
-  async function storedMessages(p: ParleyProcess, id: string): Promise<WireMessage[]> {
-    const res = await fetch(`${p.url}/api/sessions/${id}`);
-    expect(res.status).toBe(200);
-    return ((await res.json()) as { messages: WireMessage[] }).messages;
-  }
-
   test('a turn whose final done:true chunk reached the client survives kill -9 right after it', async () => {
     const first = await parley();
     const u1 = { role: 'user', content: 'Remember: the meeting is on Thursday.' };
-    const reader = ndjsonReader(await chat(first, { model: MODEL, messages: [u1], session_id: 'durable' }));
+    const reader = ndjsonReader(await postChat(first, { model: MODEL, messages: [u1], session_id: 'durable' }));
     let text = '';
     let final: Record<string, unknown> | undefined;
     for (let c = await reader.next(); c; c = await reader.next()) {
@@ -92,7 +74,7 @@ describe('crash durability (kill -9 of a Parley process on SQLite)', () => {
     sim.setOptions({ tokenIntervalMs: 50, replyTokens: 40 });
     const first = await parley({ PARLEY_SESSION_PARTIAL_SAVE_INTERVAL_MS: '100' });
     const u1 = { role: 'user', content: 'Write a long poem about rivers.' };
-    const reader = ndjsonReader(await chat(first, { model: MODEL, messages: [u1], session_id: 'cut-short' }));
+    const reader = ndjsonReader(await postChat(first, { model: MODEL, messages: [u1], session_id: 'cut-short' }));
     let received = '';
     for (let n = 0; n < 8; n++) {
       const c = await reader.next();
@@ -118,7 +100,7 @@ describe('crash durability (kill -9 of a Parley process on SQLite)', () => {
 
     // The conversation goes on; the model is not told it said the cut-off text.
     const u2 = { role: 'user', content: 'Sorry, you were cut off. A short one then.' };
-    const res = await chat(second, { model: MODEL, messages: [u2], session_id: 'cut-short', stream: false });
+    const res = await postChat(second, { model: MODEL, messages: [u2], session_id: 'cut-short', stream: false });
     expect(res.status).toBe(200);
     await res.json();
     const upstream = sim.requests.filter((r) => r.path === '/api/chat').map((r) => (r.body as { messages: unknown }).messages);

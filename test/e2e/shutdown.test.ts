@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { simReplyText, startSimulator, type Simulator } from '../../src/sim/index.js';
-import { ndjsonReader, requestOnNewConnection, runCli, startParley, type ParleyProcess } from '../helpers/parley-process.js';
+import { ndjsonReader, postChat, requestOnNewConnection, runCli, startParley, storedMessages, type ParleyProcess } from '../helpers/parley-process.js';
 
 /**
  * Graceful shutdown and the command line, with Parley as a real child process: SIGTERM, exit
@@ -12,12 +12,6 @@ import { ndjsonReader, requestOnNewConnection, runCli, startParley, type ParleyP
  */
 
 const MODEL = 'llama3.2';
-
-interface WireMessage {
-  role: string;
-  content: string;
-  status: string;
-}
 
 let dir: string;
 beforeEach(async () => {
@@ -45,21 +39,11 @@ describe('shutdown on SIGTERM', () => {
     return p;
   }
 
-  function chat(p: ParleyProcess, body: unknown): Promise<Response> {
-    return fetch(`${p.url}/api/chat`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  }
-
-  async function storedMessages(p: ParleyProcess, id: string): Promise<WireMessage[]> {
-    const res = await fetch(`${p.url}/api/sessions/${id}`);
-    expect(res.status).toBe(200);
-    return ((await res.json()) as { messages: WireMessage[] }).messages;
-  }
-
   test('a reply streaming when SIGTERM arrives finishes, new requests are refused, and the process exits 0', async () => {
     sim.setOptions({ tokenIntervalMs: 30, replyTokens: 20 });
     const p = await parley();
     const u1 = { role: 'user', content: 'Explain tides in twenty words.' };
-    const reader = ndjsonReader(await chat(p, { model: MODEL, messages: [u1], session_id: 'draining' }));
+    const reader = ndjsonReader(await postChat(p, { model: MODEL, messages: [u1], session_id: 'draining' }));
     const firstChunk = await reader.next();
     expect(firstChunk?.done).toBe(false);
 
@@ -95,7 +79,7 @@ describe('shutdown on SIGTERM', () => {
     sim.setOptions({ tokenIntervalMs: 50, replyTokens: 200 }); // a 10 s reply
     const p = await parley({ PARLEY_DRAIN_TIMEOUT_MS: '300', PARLEY_SESSION_PARTIAL_SAVE_INTERVAL_MS: '100' });
     const u1 = { role: 'user', content: 'Recite the whole of the Odyssey.' };
-    const reader = ndjsonReader(await chat(p, { model: MODEL, messages: [u1], session_id: 'too-long' }));
+    const reader = ndjsonReader(await postChat(p, { model: MODEL, messages: [u1], session_id: 'too-long' }));
     let received = '';
     for (let n = 0; n < 3; n++) received += ((await reader.next())!.message as { content: string }).content;
 

@@ -266,3 +266,24 @@ export function ndjsonReader(res: Response): { next(): Promise<Record<string, un
     },
   };
 }
+
+/** A stored message as `GET /api/sessions/:id` shows it (the fields these tests read). */
+export interface StoredWireMessage {
+  role: string;
+  content: string;
+  status: string;
+  model: string | null;
+  [k: string]: unknown;
+}
+
+/** `POST /api/chat` with a JSON body, as a client would send it. */
+export function postChat(p: ParleyProcess, body: unknown): Promise<Response> {
+  return fetch(`${p.url}/api/chat`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+/** The stored messages of a session; fails the test unless the session exists (200). */
+export async function storedMessages(p: ParleyProcess, sessionId: string): Promise<StoredWireMessage[]> {
+  const res = await fetch(`${p.url}/api/sessions/${sessionId}`);
+  if (res.status !== 200) throw new Error(`GET /api/sessions/${sessionId} answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { messages: StoredWireMessage[] }).messages;
+}
