@@ -1,13 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import { storageOperation } from '../storage/storage-error.js';
-import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, MessageStatus, MessageTokenCount, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
+import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, MessageStatus, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { inputColumns, toStoredMessage } from './sql-session-rows.js';
-import { autoTitle } from './conversation-title.js';
+import { activateOrCreate, ensureIn, readSession, setAutoTitle, setTokens } from './sql-session-queries.js';
 
 type Db = Kysely<DatabaseSchema>;
 
@@ -202,112 +201,4 @@ ${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
   private run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     return storageOperation(operation, fn, this.logger);
   }
-}
-
-/**
- * Creates the session and its conversation if new, reactivates it if archived; returns the
- * conversation id. Two transactions creating the same new session: the second one's session
- * insert waits for the first (Postgres) and then does nothing; it drops its own conversation row
- * and reads the winner's.
- */
-async function ensureIn(trx: Db, id: string, model: string, now: string): Promise<string> {
-  const existing = await trx.selectFrom('sessions').select(['conversation_id', 'status']).where('id', '=', id).executeTakeFirst();
-  if (existing !== undefined) {
-    if (existing.status === 'archived') {
-      await trx
-        .updateTable('sessions')
-        .set({ status: 'active', archived_at: null, updated_at: now, last_active_at: now })
-        .where('id', '=', id)
-        .execute();
-      await trx.updateTable('conversations').set({ archived_at: null, updated_at: now }).where('id', '=', existing.conversation_id).execute();
-    }
-    return existing.conversation_id;
-  }
-  const conversationId = randomUUID();
-  await trx.insertInto('conversations').values({ id: conversationId, model, created_at: now, updated_at: now }).execute();
-  const inserted = await trx
-    .insertInto('sessions')
-    .values({ id, conversation_id: conversationId, status: 'active', created_at: now, updated_at: now, last_active_at: now })
-    .onConflict((oc) => oc.column('id').doNothing())
-    .returning('id')
-    .executeTakeFirst();
-  if (inserted !== undefined) return conversationId;
-  await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
-  return ensureIn(trx, id, model, now);
-}
-
-/**
- * Makes the session active (the row lock on Postgres) and returns its conversation id, creating
- * both rows for a new session. Two transactions creating the same new session: the second one's
- * session insert waits for the first (Postgres) and then does nothing; it drops its own
- * conversation row and takes the winner's. (An archived conversation is un-archived by the
- * caller's counter update.)
- */
-async function activateOrCreate(trx: Db, id: string, model: string, now: string): Promise<string> {
-  const active = await sql<{ conversation_id: string }>`update sessions set status = 'active', archived_at = null, updated_at = ${now}, last_active_at = ${now} where id = ${id} returning conversation_id`.execute(trx);
-  const existing = active.rows[0]?.conversation_id;
-  if (existing !== undefined) return existing;
-  const conversationId = randomUUID();
-  await sql`insert into conversations (id, model, created_at, updated_at) values (${conversationId}, ${model}, ${now}, ${now})`.execute(trx);
-  const inserted = await sql<{ id: string }>`insert into sessions (id, conversation_id, status, created_at, updated_at, last_active_at) values (${id}, ${conversationId}, 'active', ${now}, ${now}, ${now}) on conflict (id) do nothing returning id`.execute(trx);
-  if (inserted.rows.length > 0) return conversationId;
-  await sql`delete from conversations where id = ${conversationId}`.execute(trx);
-  return activateOrCreate(trx, id, model, now);
-}
-
-/** Token counts of several messages of one conversation in one statement. */
-async function setTokens(trx: Db, conversationId: string, counts: MessageTokenCount[]): Promise<void> {
-  const tokens = sql.join(counts.map((c) => sql`when ${c.id} then cast(${c.tokens} as integer)`), sql` `);
-  const exact = sql.join(counts.map((c) => sql`when ${c.id} then cast(${c.exact ? 1 : 0} as integer)`), sql` `);
-  const ids = sql.join(counts.map((c) => sql`${c.id}`));
-  await sql`update messages set tokens = case id ${tokens} end, tokens_exact = case id ${exact} end where conversation_id = ${conversationId} and id in (${ids})`.execute(trx);
-}
-
-/** Titles an untitled conversation from its first user message (the first exchange completed). */
-async function setAutoTitle(trx: Db, conversationId: string): Promise<void> {
-  const conversation = await trx.selectFrom('conversations').select('title').where('id', '=', conversationId).executeTakeFirst();
-  if (conversation === undefined || conversation.title !== null) return;
-  const first = await trx
-    .selectFrom('messages')
-    .select('content')
-    .where('conversation_id', '=', conversationId)
-    .where('role', '=', 'user')
-    .orderBy('seq')
-    .limit(1)
-    .executeTakeFirst();
-  const title = first === undefined ? null : autoTitle(first.content);
-  if (title !== null) await trx.updateTable('conversations').set({ title }).where('id', '=', conversationId).where('title', 'is', null).execute();
-}
-
-async function readSession(db: Db, id: string): Promise<SessionRecord | undefined> {
-  const row = await db
-    .selectFrom('sessions')
-    .innerJoin('conversations', 'conversations.id', 'sessions.conversation_id')
-    .select([
-      'sessions.id',
-      'sessions.conversation_id',
-      'sessions.status',
-      'sessions.created_at',
-      'sessions.updated_at',
-      'sessions.last_active_at',
-      'sessions.archived_at',
-      'conversations.title',
-      'conversations.model',
-      'conversations.message_count',
-    ])
-    .where('sessions.id', '=', id)
-    .executeTakeFirst();
-  if (row === undefined) return undefined;
-  return {
-    id: row.id,
-    conversationId: row.conversation_id,
-    title: row.title,
-    model: row.model,
-    status: row.status,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    lastActiveAt: row.last_active_at,
-    archivedAt: row.archived_at,
-    messageCount: Number(row.message_count),
-  };
 }
