@@ -2,7 +2,7 @@ import { isParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import { isDeterministic } from '../resilience/response-cache.js';
 import type { ClientStream } from './client-stream.js';
-import type { ModelCall, ModelCallDeps } from './model-call-service.js';
+import type { ModelCall, ModelCallDeps } from './model-call-types.js';
 import type { PreparedCall } from './prepare-call.js';
 
 /** Normal operation: an identical deterministic request (no session) answered from the cache. */

@@ -4,7 +4,7 @@ import { toWireMessage } from '../conversations/session-service.js';
 import type { ContextPlan } from '../context/context-service.js';
 import { normalizeModelName } from '../upstream/model-name.js';
 import { cacheKey } from '../resilience/response-cache.js';
-import type { ModelCall, ModelCallDeps } from './model-call-service.js';
+import type { ModelCall, ModelCallDeps } from './model-call-types.js';
 
 /** What the pipeline works out before calling an upstream. */
 export interface PreparedCall {
