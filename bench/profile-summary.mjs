@@ -44,3 +44,23 @@ console.log('\nby area (self time):');
 for (const [a, us] of [...areas].filter(([a]) => a !== 'idle').sort((x, y) => y[1] - x[1]).slice(0, 20)) console.log(`${pctOf(us)}  ${a}`);
 console.log(`\ntop ${topArg} functions (self time):`);
 for (const [k, us] of [...fns].sort((x, y) => y[1] - x[1]).filter(([k]) => !k.startsWith('(idle)')).slice(0, Number(topArg))) console.log(`${pctOf(us)}  ${k}`);
+
+// Inclusive time of Parley's own functions (a function counted once per sample, however deep it recurses).
+/** @type {Map<number, number>} */
+const parent = new Map();
+for (const n of /** @type {any[]} */ (prof.nodes)) for (const c of n.children ?? []) parent.set(c, n.id);
+/** @type {Map<string, number>} */
+const incl = new Map();
+for (const [id, us] of self) {
+  const seen = new Set();
+  for (let cur = /** @type {number | undefined} */ (id); cur !== undefined; cur = parent.get(cur)) {
+    const n = byId.get(cur);
+    if (!n || !n.callFrame.url.includes('/dist/')) continue;
+    const k = `${n.callFrame.functionName || '(anonymous)'}  ${n.callFrame.url.replace(/^.*\/dist\//, '')}:${n.callFrame.lineNumber + 1}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    incl.set(k, (incl.get(k) ?? 0) + us);
+  }
+}
+console.log(`\ntop ${topArg} of Parley's functions (inclusive time):`);
+for (const [k, us] of [...incl].sort((x, y) => y[1] - x[1]).slice(0, Number(topArg))) console.log(`${pctOf(us)}  ${k}`);

@@ -1,0 +1,93 @@
+// @ts-check
+/**
+ * A quick look at one or two cells while working on the hot path (not part of the report):
+ * B (minimal relay), C (Parley, a session on every chat) and C0 (Parley, plain Ollama calls)
+ * interleaved for a few rounds, same pinning as bench/run.mjs.
+ *
+ *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50 ...]   BENCH_ROUNDS=3 BENCH_PROFILE_DIR=dir
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execSync } from 'node:child_process';
+import { call, cpuTicks, CLK_TCK, firstMessage, freePort, pct, rss, sleep, spawnPinned, waitHttp } from './procs.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const LOAD_CORE = cpus().length > 1 ? 1 : 0;
+execSync(`taskset -a -pc ${LOAD_CORE} ${process.pid}`, { stdio: 'ignore' });
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '3');
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
+const cellsWanted = process.argv.slice(2).length ? process.argv.slice(2) : ['ns-c50', 'ns-c1'];
+const CELLS = {
+  'ns-c1': { stream: false, c: 1, n: 400, ms: 1000, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 16 } },
+  'ns-c50': { stream: false, c: 50, n: 40_000, ms: 1500, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 16 } },
+  'st-c1': { stream: true, c: 1, n: 25, ms: 1500, sim: { ttftMs: 0, tokenIntervalMs: 5, replyTokens: 16 } },
+  'burst-c50': { stream: true, c: 50, n: 5000, ms: 1000, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 200 } },
+};
+const tmp = mkdtempSync(join(tmpdir(), 'parley-cell-'));
+/** @type {import('node:child_process').ChildProcess[]} */
+const children = [];
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.pid) try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
+  if (!process.env.BENCH_KEEP_TMP) rmSync(tmp, { recursive: true, force: true });
+});
+const sim = spawnPinned({ core: LOAD_CORE, args: [join(ROOT, 'bench/sim-proc.mjs')], log: join(tmp, 'sim.log'), ipc: true });
+const loadgen = spawnPinned({ core: LOAD_CORE, args: [join(ROOT, 'bench/loadgen.mjs')], log: join(tmp, 'loadgen.log'), ipc: true });
+children.push(sim, loadgen);
+const [ready] = await Promise.all([firstMessage(sim, (m) => m?.op === 'ready'), firstMessage(loadgen, (m) => m?.op === 'ready')]);
+const simUrl = ready.url;
+const relayPort = await freePort();
+const relay = spawnPinned({ core: 0, args: [join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
+const parleyPort = await freePort();
+const parley = spawnPinned({
+  core: 0,
+  args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), join(ROOT, 'dist/cli.js'), 'serve'],
+  env: { PARLEY_PORT: String(parleyPort), PARLEY_UPSTREAMS: simUrl, PARLEY_DATABASE_URL: join(tmp, 'parley.db'), PARLEY_LOG_LEVEL: 'info', PARLEY_QUEUE_SLOTS: '1024', PARLEY_QUEUE_MAX_DEPTH: '4096', PARLEY_UPSTREAM_CONNECTIONS: '1024' },
+  log: join(tmp, 'parley.log'),
+});
+children.push(relay, parley);
+await Promise.all([waitHttp(`http://127.0.0.1:${relayPort}/api/version`), waitHttp(`http://127.0.0.1:${parleyPort}/`)]);
+const targets = [
+  { key: 'A', pid: sim.pid, spec: { name: 'A', url: simUrl, wire: 'ollama' } },
+  { key: 'B', pid: relay.pid, spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' } },
+  { key: 'C0', pid: parley.pid, spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' } },
+  { key: 'C', pid: parley.pid, sessions: true, spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' } },
+].filter((t) => t.key === 'A' || !process.env.BENCH_TARGETS || process.env.BENCH_TARGETS.split(',').includes(t.key));
+let run = 0;
+for (const id of cellsWanted) {
+  const cell = CELLS[/** @type {keyof typeof CELLS} */ (id)];
+  sim.send({ op: 'options', options: cell.sim, seq: 1 });
+  await firstMessage(sim, (m) => m?.op === 'options-ok');
+  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number }>} */
+  const acc = {};
+  for (let round = -1; round < ROUNDS; round++) {
+    for (const t of targets) {
+      const spec = { target: t.spec, stream: cell.stream, concurrency: cell.c, maxRequests: cell.n, durationMs: round < 0 ? 500 : cell.ms, replyTokens: cell.sim.replyTokens, intervalMs: cell.sim.tokenIntervalMs, sessions: t.sessions ? { fraction: 1, prefix: `s${++run}`, turnsPerSession: 5 } : undefined };
+      const c0 = cpuTicks(/** @type {number} */ (t.pid));
+      const r = /** @type {any} */ (await call(loadgen, { op: 'run', spec }, 120_000));
+      const c1 = cpuTicks(/** @type {number} */ (t.pid));
+      if (round < 0) continue;
+      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0 });
+      a.lat.push(...r.latencies);
+      a.ttft.push(...r.ttfts);
+      a.cpu += ((c1 - c0) * 1000) / CLK_TCK;
+      a.ok += r.ok;
+      a.tokens += r.tokens;
+      if (r.errors || r.bad) console.log(`${id} ${t.key}: errors ${r.errors} bad ${r.bad}`, r.errs);
+    }
+  }
+  const p50 = (/** @type {number[]} */ xs) => pct(Float64Array.from(xs).sort(), 0.5);
+  const a50 = p50(acc.A.lat);
+  const t50 = p50(acc.A.ttft);
+  for (const [k, a] of Object.entries(acc)) {
+    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs`);
+  }
+}
+console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
+if (PROFILE_DIR) {
+  process.kill(/** @type {number} */ (parley.pid), 'SIGTERM');
+  await Promise.race([new Promise((r) => parley.once('exit', r)), sleep(15_000)]);
+}
+loadgen.send({ op: 'exit', seq: 0 });
+process.exit(0);
