@@ -5,8 +5,15 @@ export type { Logger } from 'pino';
 /**
  * JSON logs (pino) with secrets redacted: `authorization` and `cookie` headers, anything named
  * `apiKey`/`api_key`/`token`/`password`. Every request's lines carry `reqId` (= `X-Request-Id`).
+ *
+ * By default lines go to stdout through an asynchronous sonic-boom: a line is queued and written
+ * by the next `write(2)` (lines queued while one write is in flight go out together), so logging
+ * never blocks the event loop on the terminal or the log file. pino flushes the queue
+ * synchronously when the process exits (also on `process.exit` and uncaught errors); only a
+ * `kill -9` can lose the lines of the last write in flight. Synchronous stdout writes were 6.7% of
+ * Parley's CPU in the benchmark (bench/results/latest.md).
  * @param level pino level, default `info`
- * @param destination where lines go; default stdout
+ * @param destination where lines go; default stdout (asynchronous, as above)
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
@@ -30,6 +37,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[redacted]',
       },
     },
-    destination,
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
