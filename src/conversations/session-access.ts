@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
 import type { Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
@@ -40,14 +40,20 @@ export class SessionAccess {
     this.db = database.db;
   }
 
-  /** @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE */
+  /**
+   * One read: the session (and its conversation's `deleted_at`) and its owner, which may exist
+   * without the other (an id claimed before its first turn).
+   * @throws ParleyError PARLEY_ERR_STORAGE_UNAVAILABLE
+   */
   async state(sessionId: string): Promise<SessionAccessState> {
     try {
-      const [row, owner] = await Promise.all([
-        this.db.selectFrom('sessions').innerJoin('conversations', 'conversations.id', 'sessions.conversation_id').select('conversations.deleted_at').where('sessions.id', '=', sessionId).executeTakeFirst(),
-        this.db.selectFrom('session_owners').select('key_id').where('session_id', '=', sessionId).executeTakeFirst(),
-      ]);
-      return { exists: row !== undefined, deletedAt: row?.deleted_at ?? null, ownerKeyId: owner?.key_id };
+      const r = await sql<{ found: number | boolean; deleted_at: string | null; key_id: string | null }>`select sessions.id is not null as found, conversations.deleted_at, session_owners.key_id
+from (select cast(${sessionId} as text) as id) as asked
+left join sessions on sessions.id = asked.id
+left join conversations on conversations.id = sessions.conversation_id
+left join session_owners on session_owners.session_id = asked.id`.execute(this.db);
+      const row = r.rows[0];
+      return { exists: Boolean(row?.found), deletedAt: row?.deleted_at ?? null, ownerKeyId: row?.key_id ?? undefined };
     } catch (e) {
       throw storageUnavailable('sessionAccess', e);
     }

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 // Types only: pg (~15 MB of RSS with its dependencies) is loaded when a postgres:// URL is opened.
 import type pg from 'pg';
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type DatabaseConnection, type Driver, type QueryCompiler, type QueryResult, type SqliteDatabase, type TransactionSettings } from 'kysely';
 import type { Logger } from '../observability/logger.js';
 import type { DatabaseSchema } from './schema.js';
 import { storageUnavailable } from './storage-error.js';
@@ -65,14 +65,16 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
     file.pragma('journal_mode = WAL');
     file.pragma('synchronous = NORMAL');
     file.pragma('foreign_keys = ON');
-    file.pragma(`busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
+    // No synchronous wait for another process's lock: better-sqlite3 would wait it out on this
+    // thread, freezing every stream. SQLITE_BUSY is retried on timers instead (BusyRetryDriver).
+    file.pragma('busy_timeout = 0');
   } catch (e) {
     if (file?.open === true) file.close();
     throw storageUnavailable('opening the SQLite database', e);
   }
   const sqlite = file;
   // Kysely runs every query of this dialect on the one connection, one transaction at a time.
-  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = new Kysely<DatabaseSchema>({ dialect: new BusyRetrySqliteDialect({ database: withStatementCache(sqlite) }) });
   opts.logger?.debug({ path }, 'sqlite database opened');
   const close = async (): Promise<void> => {
     await db.destroy();
@@ -110,7 +112,7 @@ function withStatementCache(file: SQLite.Database, maxStatements = 256): SqliteD
 /**
  * Runs `fn` in one write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: the write lock
  * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for, up to
- * 5 s, on timers that leave the event loop free (see beginImmediate). A plain `BEGIN` that reads first would make the later
+ * 5 s, on timers that leave the event loop free (BusyRetrySqliteDialect). A plain `BEGIN` that reads first would make the later
  * write an upgrade that SQLite refuses at once with SQLITE_BUSY (busy_timeout does not apply).
  * On Postgres it is Kysely's transaction (`begin` … `commit`, read committed).
  * Rolls back and rethrows when `fn` throws.
@@ -120,7 +122,7 @@ export async function writeTransaction<T>(database: Pick<Database, 'db' | 'diale
   // Kysely's SQLite driver has one connection behind a mutex: holding it keeps every other query
   // of this process out of the transaction until commit or rollback.
   return database.db.connection().execute(async (conn) => {
-    await beginImmediate(conn);
+    await conn.executeQuery(BEGIN_IMMEDIATE);
     let result: T;
     try {
       result = await fn(conn);
@@ -142,34 +144,95 @@ export async function writeTransaction<T>(database: Pick<Database, 'db' | 'diale
   });
 }
 
+/** How long a statement waits for another process's lock before SQLITE_BUSY is thrown, in ms. */
+const SQLITE_BUSY_WAIT_MS = 5_000;
+
 /**
- * `BEGIN IMMEDIATE` without blocking the event loop: better-sqlite3 waits out `busy_timeout`
- * synchronously, which would freeze every stream of this process while another process holds the
- * write lock. So the wait is switched off for the attempt, and a busy lock is retried on timers
- * (5 ms doubling to 100 ms) until SQLITE_BUSY_WAIT_MS has passed, then the SQLITE_BUSY error is thrown.
+ * Kysely's SQLite dialect whose connection retries a statement that failed with SQLITE_BUSY
+ * (another process holds the lock: a CLI, a second Parley on the same file) on timers, 5 ms
+ * doubling to 100 ms, until SQLITE_BUSY_WAIT_MS has passed; then the SQLITE_BUSY error is thrown.
+ * The event loop stays free meanwhile (better-sqlite3's own `busy_timeout` waits synchronously,
+ * so it is 0). A statement that failed with SQLITE_BUSY did nothing, so running it again is safe;
+ * this covers BEGIN IMMEDIATE, COMMIT and single statements outside transactions alike, at no cost
+ * to a statement that succeeds (the previous way switched busy_timeout off and on around every
+ * transaction: two more statements each time).
  */
-async function beginImmediate(conn: { executeQuery(q: CompiledQuery): Promise<unknown> }): Promise<void> {
-  const deadline = Date.now() + SQLITE_BUSY_WAIT_MS;
-  await conn.executeQuery(NO_BUSY_WAIT);
-  try {
-    for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
-      try {
-        await conn.executeQuery(BEGIN_IMMEDIATE);
-        return;
-      } catch (e) {
-        if ((e as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() + delayMs > deadline) throw e;
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
-      }
-    }
-  } finally {
-    await conn.executeQuery(BUSY_WAIT);
+class BusyRetrySqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    return new BusyRetryDriver(super.createDriver());
   }
 }
 
-/** How long a write waits for another process's lock (SQLite busy_timeout), in ms. */
-const SQLITE_BUSY_WAIT_MS = 5_000;
-const BUSY_WAIT = CompiledQuery.raw(`pragma busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
-const NO_BUSY_WAIT = CompiledQuery.raw('pragma busy_timeout = 0');
+class BusyRetryDriver implements Driver {
+  private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
+
+  constructor(private readonly driver: Driver) {}
+
+  init(): Promise<void> {
+    return this.driver.init();
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const connection = await this.driver.acquireConnection();
+    let retrying = this.wrapped.get(connection);
+    if (retrying === undefined) {
+      retrying = {
+        executeQuery: <R>(query: CompiledQuery) => executeRetryingBusy<R>(connection, query),
+        streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => connection.streamQuery<R>(query, chunkSize),
+      };
+      this.wrapped.set(connection, retrying);
+    }
+    return retrying;
+  }
+
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return this.driver.beginTransaction(connection, settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.driver.commitTransaction(connection);
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.driver.rollbackTransaction(connection);
+  }
+
+  savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return this.driver.savepoint!(connection, name, compileQuery);
+  }
+
+  rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return this.driver.rollbackToSavepoint!(connection, name, compileQuery);
+  }
+
+  releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return this.driver.releaseSavepoint!(connection, name, compileQuery);
+  }
+
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
+    // The driver has one connection (behind its mutex); it ignores which one is handed back.
+    return this.driver.releaseConnection(connection);
+  }
+
+  destroy(): Promise<void> {
+    return this.driver.destroy();
+  }
+}
+
+async function executeRetryingBusy<R>(connection: DatabaseConnection, query: CompiledQuery): Promise<QueryResult<R>> {
+  let deadline = 0;
+  for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
+    try {
+      return await connection.executeQuery<R>(query);
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'SQLITE_BUSY') throw e;
+      deadline ||= Date.now() + SQLITE_BUSY_WAIT_MS;
+      if (Date.now() + delayMs > deadline) throw e;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
 const ROLLBACK = CompiledQuery.raw('rollback');
