@@ -3,7 +3,8 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 // Types only: pg (~15 MB of RSS with its dependencies) is loaded when a postgres:// URL is opened.
 import type pg from 'pg';
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql, type DatabaseConnection, type Driver, type QueryCompiler, type QueryResult, type SqliteDatabase, type TransactionSettings } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
+import { BusyRetrySqliteDialect, groupCommitFor, withStatementCache } from './sqlite-connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { DatabaseSchema } from './schema.js';
 import { storageUnavailable } from './storage-error.js';
@@ -85,157 +86,21 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
 }
 
 /**
- * better-sqlite3 behind a bounded LRU of prepared statements, keyed by SQL text. Kysely's SQLite
- * driver prepares every query anew; in the benchmark that was about a third of Parley's CPU per
- * session turn (bench/results/profile-parley.txt). Statements survive schema changes (SQLite
- * re-prepares them itself). Kysely never streams (iterate) on this connection, so sharing one
- * statement between queries is safe.
- */
-function withStatementCache(file: SQLite.Database, maxStatements = 256): SqliteDatabase {
-  const cache = new Map<string, SQLite.Statement>();
-  return {
-    close: () => file.close(),
-    prepare(sqlText: string) {
-      let statement = cache.get(sqlText);
-      if (statement) {
-        cache.delete(sqlText);
-      } else {
-        statement = file.prepare(sqlText);
-        if (cache.size >= maxStatements) cache.delete(cache.keys().next().value as string);
-      }
-      cache.set(sqlText, statement);
-      return statement;
-    },
-  };
-}
-
-/**
  * Runs `fn` in one write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: the write lock
  * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for, up to
  * 5 s, on timers that leave the event loop free (BusyRetrySqliteDialect). A plain `BEGIN` that reads first would make the later
  * write an upgrade that SQLite refuses at once with SQLITE_BUSY (busy_timeout does not apply).
+ * Write transactions that arrive while one is running are committed together (group commit,
+ * see SqliteGroupCommit): each `fn` still runs alone in its own savepoint, sees the writes of
+ * those before it, and its promise settles only after the commit that made it durable.
  * On Postgres it is Kysely's transaction (`begin` … `commit`, read committed).
  * Rolls back and rethrows when `fn` throws.
  */
 export async function writeTransaction<T>(database: Pick<Database, 'db' | 'dialect'>, fn: (trx: Kysely<DatabaseSchema>) => Promise<T>): Promise<T> {
   if (database.dialect !== 'sqlite') return database.db.transaction().execute(fn);
-  // Kysely's SQLite driver has one connection behind a mutex: holding it keeps every other query
-  // of this process out of the transaction until commit or rollback.
-  return database.db.connection().execute(async (conn) => {
-    await conn.executeQuery(BEGIN_IMMEDIATE);
-    let result: T;
-    try {
-      result = await fn(conn);
-    } catch (e) {
-      try {
-        await conn.executeQuery(ROLLBACK);
-      } catch {
-        // SQLite rolls back by itself after some errors (SQLITE_FULL, SQLITE_IOERR): nothing to undo.
-      }
-      throw e;
-    }
-    try {
-      await conn.executeQuery(COMMIT);
-    } catch (e) {
-      await conn.executeQuery(ROLLBACK).catch(() => undefined);
-      throw e;
-    }
-    return result;
-  });
+  return groupCommitFor(database.db).run(fn);
 }
 
-/** How long a statement waits for another process's lock before SQLITE_BUSY is thrown, in ms. */
-const SQLITE_BUSY_WAIT_MS = 5_000;
-
-/**
- * Kysely's SQLite dialect whose connection retries a statement that failed with SQLITE_BUSY
- * (another process holds the lock: a CLI, a second Parley on the same file) on timers, 5 ms
- * doubling to 100 ms, until SQLITE_BUSY_WAIT_MS has passed; then the SQLITE_BUSY error is thrown.
- * The event loop stays free meanwhile (better-sqlite3's own `busy_timeout` waits synchronously,
- * so it is 0). A statement that failed with SQLITE_BUSY did nothing, so running it again is safe;
- * this covers BEGIN IMMEDIATE, COMMIT and single statements outside transactions alike, at no cost
- * to a statement that succeeds (the previous way switched busy_timeout off and on around every
- * transaction: two more statements each time).
- */
-class BusyRetrySqliteDialect extends SqliteDialect {
-  override createDriver(): Driver {
-    return new BusyRetryDriver(super.createDriver());
-  }
-}
-
-class BusyRetryDriver implements Driver {
-  private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
-
-  constructor(private readonly driver: Driver) {}
-
-  init(): Promise<void> {
-    return this.driver.init();
-  }
-
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const connection = await this.driver.acquireConnection();
-    let retrying = this.wrapped.get(connection);
-    if (retrying === undefined) {
-      retrying = {
-        executeQuery: <R>(query: CompiledQuery) => executeRetryingBusy<R>(connection, query),
-        streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => connection.streamQuery<R>(query, chunkSize),
-      };
-      this.wrapped.set(connection, retrying);
-    }
-    return retrying;
-  }
-
-  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    return this.driver.beginTransaction(connection, settings);
-  }
-
-  commitTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.driver.commitTransaction(connection);
-  }
-
-  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.driver.rollbackTransaction(connection);
-  }
-
-  savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return this.driver.savepoint!(connection, name, compileQuery);
-  }
-
-  rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return this.driver.rollbackToSavepoint!(connection, name, compileQuery);
-  }
-
-  releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return this.driver.releaseSavepoint!(connection, name, compileQuery);
-  }
-
-  releaseConnection(connection: DatabaseConnection): Promise<void> {
-    // The driver has one connection (behind its mutex); it ignores which one is handed back.
-    return this.driver.releaseConnection(connection);
-  }
-
-  destroy(): Promise<void> {
-    return this.driver.destroy();
-  }
-}
-
-async function executeRetryingBusy<R>(connection: DatabaseConnection, query: CompiledQuery): Promise<QueryResult<R>> {
-  let deadline = 0;
-  for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
-    try {
-      return await connection.executeQuery<R>(query);
-    } catch (e) {
-      if ((e as { code?: unknown }).code !== 'SQLITE_BUSY') throw e;
-      deadline ||= Date.now() + SQLITE_BUSY_WAIT_MS;
-      if (Date.now() + delayMs > deadline) throw e;
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
-}
-
-const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
-const COMMIT = CompiledQuery.raw('commit');
-const ROLLBACK = CompiledQuery.raw('rollback');
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const INT8_OID = 20;
