@@ -11,7 +11,7 @@ import { tmpdir, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execSync } from 'node:child_process';
-import { call, cpuTicks, CLK_TCK, firstMessage, freePort, pct, rss, sleep, spawnPinned, waitHttp } from './procs.mjs';
+import { call, createApiKey, cpuTicks, CLK_TCK, firstMessage, freePort, pct, rss, sleep, spawnPinned, waitHttp } from './procs.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LOAD_CORE = cpus().length > 1 ? 1 : 0;
@@ -40,6 +40,7 @@ const simUrl = ready.url;
 const relayPort = await freePort();
 const relay = spawnPinned({ core: 0, args: [join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
 const parleyPort = await freePort();
+const parleyKey = createApiKey(join(tmp, 'parley.db'));
 const parley = spawnPinned({
   core: 0,
   args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), join(ROOT, 'dist/cli.js'), 'serve'],
@@ -51,8 +52,8 @@ await Promise.all([waitHttp(`http://127.0.0.1:${relayPort}/api/version`), waitHt
 const targets = [
   { key: 'A', pid: sim.pid, spec: { name: 'A', url: simUrl, wire: 'ollama' } },
   { key: 'B', pid: relay.pid, spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' } },
-  { key: 'C0', pid: parley.pid, spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' } },
-  { key: 'C', pid: parley.pid, sessions: true, spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' } },
+  { key: 'C0', pid: parley.pid, spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } },
+  { key: 'C', pid: parley.pid, sessions: true, spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } },
 ].filter((t) => t.key === 'A' || !process.env.BENCH_TARGETS || process.env.BENCH_TARGETS.split(',').includes(t.key));
 let run = 0;
 for (const id of cellsWanted) {

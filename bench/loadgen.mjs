@@ -228,14 +228,14 @@ async function closeIdle() {
 }
 
 /** POSTs /api/sessions n times (c at once): empty sessions for the per-session heap figure. */
-async function createSessions(/** @type {string} */ url, /** @type {number} */ n, /** @type {string} */ prefix) {
+async function createSessions(/** @type {string} */ url, /** @type {number} */ n, /** @type {string} */ prefix, /** @type {Record<string, string>} */ extraHeaders = {}) {
   const pool = poolFor(url, 16);
   let next = 0;
   let created = 0;
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      const res = await pool.request({ method: 'POST', path: '/api/sessions', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: `${prefix}-${i}` }) });
+      const res = await pool.request({ method: 'POST', path: '/api/sessions', headers: { 'content-type': 'application/json', ...extraHeaders }, body: JSON.stringify({ session_id: `${prefix}-${i}` }) });
       await res.body.text();
       if (res.statusCode === 201) created++;
     }
@@ -250,7 +250,7 @@ process.on('message', async (/** @type {any} */ m) => {
     if (m.op === 'run') result = await run(m.spec);
     else if (m.op === 'openIdle') result = await openIdle(m.spec, m.n, m.timeoutMs);
     else if (m.op === 'closeIdle') result = await closeIdle();
-    else if (m.op === 'createSessions') result = await createSessions(m.url, m.n, m.prefix);
+    else if (m.op === 'createSessions') result = await createSessions(m.url, m.n, m.prefix, m.headers);
     else if (m.op === 'exit') process.exit(0);
     process.send?.({ seq: m.seq, result });
   } catch (e) {

@@ -161,3 +161,9 @@ export function median(/** @type {number[]} */ xs) {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+/** Creates an API key (tier enterprise: limits checked, never reached) on Parley's database file with `parley keys create` (migrating it first) and returns the key. */
+export function createApiKey(/** @type {string} */ dbFile) {
+  const cli = new URL('../dist/cli.js', import.meta.url).pathname;
+  return execFileSync(process.execPath, [cli, 'keys', 'create', '--name', 'bench', '--tier', 'enterprise', '--database', dbFile], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+}

@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { call, coreBusy, coreTimes, cpuTicks, CLK_TCK, firstMessage, freePort, HAS_TASKSET, heapProbe, median, pct, rss, sleep, spawnPinned, waitHttp } from './procs.mjs';
+import { call, createApiKey, coreBusy, coreTimes, cpuTicks, CLK_TCK, firstMessage, freePort, HAS_TASKSET, heapProbe, median, pct, rss, sleep, spawnPinned, waitHttp } from './procs.mjs';
 import { writeReport } from './report.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -86,6 +86,9 @@ children.push(relay);
 
 const parleyPort = await freePort();
 const parleyLog = join(tmp, 'parley.log');
+const parleyDb = join(tmp, 'parley.db');
+// Authentication as users run it: an API key exists (auth.mode auto then requires one) and C sends it.
+const parleyKey = createApiKey(parleyDb);
 const parley = spawnPinned({
   core: TARGET_CORE,
   args: [...probeArgs, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), join(ROOT, 'dist/cli.js'), 'serve'],
@@ -93,7 +96,7 @@ const parley = spawnPinned({
     ...env,
     PARLEY_PORT: String(parleyPort),
     PARLEY_UPSTREAMS: simUrl,
-    PARLEY_DATABASE_URL: join(tmp, 'parley.db'),
+    PARLEY_DATABASE_URL: parleyDb,
     PARLEY_LOG_LEVEL: 'info',
     PARLEY_QUEUE_SLOTS: '1024',
     PARLEY_QUEUE_MAX_DEPTH: '4096',
@@ -125,7 +128,7 @@ const TARGETS = [
   { key: 'A', label: 'A direct', pid: /** @type {number} */ (sim.pid), spec: { name: 'A', url: simUrl, wire: 'ollama' }, direct: 'A' },
   { key: 'A_oai', label: 'A direct (OpenAI wire)', pid: /** @type {number} */ (sim.pid), spec: { name: 'A_oai', url: simUrl, wire: 'openai' }, direct: 'A_oai' },
   { key: 'B', label: 'B minimal relay', pid: /** @type {number} */ (relay.pid), spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' }, direct: 'A' },
-  { key: 'C', label: 'C Parley', pid: /** @type {number} */ (parley.pid), spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' }, direct: 'A', sessions: true },
+  { key: 'C', label: 'C Parley', pid: /** @type {number} */ (parley.pid), spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A', sessions: true },
   {
     key: 'D', label: 'D Portkey', pid: /** @type {number} */ (portkey.pid), direct: 'A_oai',
     spec: { name: 'D', url: `http://127.0.0.1:${portkeyPort}`, wire: 'openai', headers: { 'x-portkey-provider': 'ollama', 'x-portkey-custom-host': simUrl } },
@@ -311,7 +314,7 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
   // Empty sessions: POST /api/sessions puts each new session in Parley's history cache (an empty entry).
   const c = byKey.C;
   const h0 = await heapProbe(c.pid, probeDir);
-  const made = /** @type {any} */ (await call(loadgen, { op: 'createSessions', url: c.spec.url, n: P.sessions, prefix: 'empty' }, 60_000));
+  const made = /** @type {any} */ (await call(loadgen, { op: 'createSessions', url: c.spec.url, n: P.sessions, prefix: 'empty', headers: c.spec.headers }, 60_000));
   const h1 = await heapProbe(c.pid, probeDir);
   results.memory.C.sessions = { n: made.created, heapPerSessionB: (h1.heapUsed - h0.heapUsed) / Math.max(1, made.created), cache: 'history cache: one empty entry per created session (checked against the database each turn)' };
   log(`empty sessions: ${made.created}, heap/session ${((h1.heapUsed - h0.heapUsed) / Math.max(1, made.created)).toFixed(0)} B`);
@@ -342,7 +345,7 @@ const meta = {
   rounds: P.rounds,
   sessionFraction: SESSION_FRACTION,
   streamTokens: P.streamTokens,
-  parley: { logLevel: 'info', database: 'SQLite file', queueSlots: 1024, upstreamConnections: 1024, logLines: parleyLogLines },
+  parley: { logLevel: 'info', database: 'SQLite file', auth: 'API key of tier enterprise (auth.mode auto with one key: every request checked, budgets and usage counted, no limit reached)', queueSlots: 1024, upstreamConnections: 1024, logLines: parleyLogLines },
   portkey: { version: JSON.parse(readFileSync(join(ROOT, 'node_modules/@portkey-ai/gateway/package.json'), 'utf8')).version, streamingFix: 'bench/portkey-preload.mjs (mutable Response headers)' },
   background,
   durationS: (Date.now() - started) / 1000,

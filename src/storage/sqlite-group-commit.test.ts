@@ -36,7 +36,7 @@ describe('SQLite write transactions under group commit', () => {
       other.close();
     }
   };
-  const walFrames = (): number => {
+  const walFrames = (): Promise<number> => {
     const r = database.db.executeQuery(sql`pragma wal_checkpoint(passive)`.compile(database.db));
     return r.then((x) => Number((x.rows[0] as { log: number }).log));
   };

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Database } from '../storage/database.js';
 import type { ApiKeysTable } from '../storage/schema.js';
 
@@ -22,9 +23,13 @@ export class ApiKeyStore {
     await this.database.db.insertInto('api_keys').values(row).execute();
   }
 
-  /** The key whose SHA-256 hex is `hash`, revoked or not. */
+  /**
+   * The key whose SHA-256 hex is `hash`, revoked or not. Every authenticated request asks: a raw
+   * `sql` template, which Kysely builds in a fifth of the fluent builder's time (bench/results).
+   */
   async byHash(hash: string): Promise<ApiKeyRecord | undefined> {
-    const row = await this.database.db.selectFrom('api_keys').selectAll().where('key_hash', '=', hash).executeTakeFirst();
+    const r = await sql<ApiKeysTable>`select * from api_keys where key_hash = ${hash}`.execute(this.database.db);
+    const row = r.rows[0];
     return row ? toRecord(row) : undefined;
   }
 
