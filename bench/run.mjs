@@ -129,13 +129,16 @@ const TARGETS = [
   { key: 'A_oai', label: 'A direct (OpenAI wire)', pid: /** @type {number} */ (sim.pid), spec: { name: 'A_oai', url: simUrl, wire: 'openai' }, direct: 'A_oai' },
   { key: 'B', label: 'B minimal relay', pid: /** @type {number} */ (relay.pid), spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' }, direct: 'A' },
   { key: 'C', label: 'C Parley', pid: /** @type {number} */ (parley.pid), spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A', sessions: true },
+  // The same Parley process, asked as a stock Ollama client asks (no session_id): what the gateway
+  // costs without the session turn's storage (not a target of its own; it shows where C's cost is).
+  { key: 'C0', label: 'C0 Parley, no session', pid: /** @type {number} */ (parley.pid), spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A' },
   {
     key: 'D', label: 'D Portkey', pid: /** @type {number} */ (portkey.pid), direct: 'A_oai',
     spec: { name: 'D', url: `http://127.0.0.1:${portkeyPort}`, wire: 'openai', headers: { 'x-portkey-provider': 'ollama', 'x-portkey-custom-host': simUrl } },
   },
 ];
 const byKey = Object.fromEntries(TARGETS.map((t) => [t.key, t]));
-const PROXIES = TARGETS.filter((t) => t.key !== 'A' && t.key !== 'A_oai');
+const PROXIES = TARGETS.filter((t) => t.key !== 'A' && t.key !== 'A_oai' && t.key !== 'C0');
 
 // ---------------------------------------------------------------- cells
 let simSeq = 0;
