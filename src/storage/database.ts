@@ -90,9 +90,10 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
  * is taken first, so a lock held by another process (a CLI, a second Parley) is waited for, up to
  * 5 s, on timers that leave the event loop free (BusyRetrySqliteDialect). A plain `BEGIN` that reads first would make the later
  * write an upgrade that SQLite refuses at once with SQLITE_BUSY (busy_timeout does not apply).
- * Write transactions that arrive while one is running are committed together (group commit,
- * see SqliteGroupCommit): each `fn` still runs alone in its own savepoint, sees the writes of
- * those before it, and its promise settles only after the commit that made it durable.
+ * Write transactions asked for in the same turn of the event loop (or while a group runs) are
+ * committed together (group commit, see SqliteGroupCommit): each `fn` still runs alone in its own
+ * savepoint, sees the writes of those before it, and its promise settles only after the commit
+ * that made it durable.
  * On Postgres it is Kysely's transaction (`begin` … `commit`, read committed).
  * Rolls back and rethrows when `fn` throws.
  */
