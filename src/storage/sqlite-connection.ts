@@ -175,7 +175,7 @@ export class SqliteGroupCommit {
       while (this.pending.length > 0) {
         const group = this.pending.splice(0, MAX_GROUP);
         try {
-          await this.db.connection().execute((conn) => (group.length === 1 ? this.single(conn, group[0]!) : this.group(conn, group)));
+          await this.db.connection().execute((conn) => this.commitGroup(conn, group));
         } catch (e) {
           // The connection could not be had (database closed): nobody of the group was answered.
           for (const w of group) w.reject(e);
@@ -186,32 +186,9 @@ export class SqliteGroupCommit {
     }
   }
 
-  /** One transaction alone: no savepoint needed. */
-  private async single(conn: Db, w: PendingWrite): Promise<void> {
-    await conn.executeQuery(BEGIN_IMMEDIATE).then(
-      async () => {
-        let result: unknown;
-        try {
-          result = await w.fn(conn);
-        } catch (e) {
-          await rollback(conn);
-          w.reject(e);
-          return;
-        }
-        try {
-          await conn.executeQuery(COMMIT);
-        } catch (e) {
-          await rollback(conn);
-          w.reject(e);
-          return;
-        }
-        w.resolve(result);
-      },
-      (e: unknown) => w.reject(e),
-    );
-  }
-
-  private async group(conn: Db, group: PendingWrite[]): Promise<void> {
+  /** Runs the group in one transaction; a write alone needs no savepoint (its failure rolls back the whole). */
+  private async commitGroup(conn: Db, group: PendingWrite[]): Promise<void> {
+    const alone = group.length === 1;
     try {
       await conn.executeQuery(BEGIN_IMMEDIATE);
     } catch (e) {
@@ -221,15 +198,16 @@ export class SqliteGroupCommit {
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       for (const w of group) {
-        await conn.executeQuery(SAVEPOINT);
+        if (!alone) await conn.executeQuery(SAVEPOINT);
         try {
           outcomes.push({ ok: true, value: await w.fn(conn) });
         } catch (error) {
+          if (alone) throw error;
           // Undo this one's writes only (a failure of the rollback itself fails the group).
           await conn.executeQuery(ROLLBACK_TO);
           outcomes.push({ ok: false, error });
         }
-        await conn.executeQuery(RELEASE);
+        if (!alone) await conn.executeQuery(RELEASE);
       }
       await conn.executeQuery(COMMIT);
     } catch (e) {
