@@ -26,7 +26,8 @@ export interface SessionRelayOptions {
  * arrives with `"session_id"` added, the reply accumulates in the recorder. The first chunk is
  * written only after the turn's rows (new messages + an `incomplete` reply) are stored, the final
  * `done:true` chunk only after the completed turn is durably stored. With `stream:false` the
- * chunks are joined into one object as Ollama does (reference §2) and sent at the end.
+ * chunks are joined into one object as Ollama does (reference §2) and sent at the end, after the
+ * turn was stored (in one transaction when it ended within one partial-save interval).
  * Whatever ends the stream early (client gone, upstream error line, upstream cut) stores the
  * reply `incomplete`.
  */
@@ -60,13 +61,16 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
       return;
     }
-    if (!begun) {
+    if (!begun && clientStream) {
       // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
       // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
       // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
       await recorder.stored();
       begun = true;
     }
+    // stream:false: nothing reaches the client before the end, so the turn is written when it
+    // ends (one transaction) or by its first partial save; a failed write stops the upstream.
+    if (recorder.beginFailure !== undefined) throw recorder.beginFailure;
     if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;
@@ -109,7 +113,6 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
   if (!ended) {
     // The upstream ended without done:true (Ollama's repetition guard does this): keep what
     // arrived, marked incomplete, and end the same way Ollama would.
-    recorder.begin();
     await finish('incomplete', null);
     if (clientStream) {
       client.start(200, headers(NDJSON));

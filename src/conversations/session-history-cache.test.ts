@@ -31,11 +31,12 @@ describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
     ? []
     : (await new SqlSessionStore(database).listMessages(id)).filter((m) => !(m.role === 'assistant' && m.status !== 'complete'));
 
-  async function turn(s: SessionService, id: string, content: string, complete = true, tokens = true): Promise<void> {
+  /** One turn; `deferred`: as a stream:false reply, never `stored()` before `finish()` (one transaction). */
+  async function turn(s: SessionService, id: string, content: string, complete = true, tokens = true, deferred = false): Promise<void> {
     await s.sendable(id);
     const r = s.recorder(id, 'llama3.2', [{ role: 'user', content, images: ['aGk='] }, { role: 'tool', content: 'x', tool_name: 'f' }]);
     if (tokens) r.accountWith((turn) => [...turn.messageIds.map((mid, i) => ({ id: mid, tokens: 10 + i, exact: true })), { id: turn.assistantMessageId, tokens: 7, exact: false }]);
-    await r.stored();
+    if (!deferred) await r.stored();
     r.add({ content: `reply to ${content}`, thinking: 'hm', tool_calls: [{ function: { name: 'f', arguments: {} } }] });
     await r.finish(complete ? 'complete' : 'incomplete', complete ? METRICS : null);
   }
@@ -50,6 +51,46 @@ describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
     expect(await service.sendable('s1')).toEqual(await fresh('s1'));
     const stored = await service.get('s1');
     expect(stored?.session.title).toBe('one');
+  });
+
+  it('stores a turn finished before it was begun (stream:false, one transaction) exactly as a begun one, counts and title included', async () => {
+    for (const [id, deferred] of [['begun', false], ['deferred', true]] as const) {
+      await turn(service, id, 'one', true, true, deferred);
+      await turn(service, id, 'two', false, true, deferred);
+      await turn(service, id, 'three', true, false, deferred);
+      expect(await service.sendable(id)).toEqual(await fresh(id));
+    }
+    const rows = (id: string) =>
+      database.db
+        .selectFrom('messages')
+        .innerJoin('sessions', 'sessions.conversation_id', 'messages.conversation_id')
+        .select(['messages.role', 'messages.content', 'messages.thinking', 'messages.images', 'messages.tool_calls', 'messages.tool_name', 'messages.status', 'messages.seq', 'messages.tokens', 'messages.tokens_exact', 'messages.done_reason', 'messages.prompt_tokens', 'messages.completion_tokens'])
+        .where('sessions.id', '=', id)
+        .orderBy('messages.seq')
+        .execute();
+    const deferredRows = await rows('deferred');
+    expect(deferredRows).toHaveLength(9);
+    expect(deferredRows).toEqual(await rows('begun'));
+    expect((await service.get('deferred'))?.session.title).toBe('one');
+  });
+
+  it('begins a deferred turn at its first partial save, so a long stream:false reply is stored incomplete while it runs', async () => {
+    const saving = new SessionService(new SqlSessionStore(database), { idleExpiryMs: 1e9, sweepIntervalMs: 0, partialSaveIntervalMs: 20, now }, silent);
+    const r = saving.recorder('long', 'llama3.2', [{ role: 'user', content: 'tell me' }]);
+    r.add({ content: 'once upon' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await fresh('long')).map((m) => m.role)).toEqual(['user']);
+    const partial = (await new SqlSessionStore(database).listMessages('long')).map((m) => [m.role, m.content, m.status]);
+    expect(partial).toEqual([
+      ['user', 'tell me', 'complete'],
+      ['assistant', 'once upon', 'incomplete'],
+    ]);
+    r.add({ content: ' a time' });
+    await r.finish('complete', METRICS);
+    expect((await fresh('long')).map((m) => [m.role, m.content])).toEqual([
+      ['user', 'tell me'],
+      ['assistant', 'once upon a time'],
+    ]);
   });
 
   it('notices a turn written by another process and reads the history again', async () => {

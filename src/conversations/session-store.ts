@@ -87,6 +87,12 @@ export interface BegunTurn {
   messageCount: number;
 }
 
+/** What `recordTurn` stored: the turn as `beginTurn` returns it, and its final state. */
+export interface RecordedTurn {
+  turn: BegunTurn;
+  final: CompleteTurnInput;
+}
+
 /** A message's prompt-token count to store (issue 4: exact from the upstream's figures, or an estimate). */
 export interface MessageTokenCount {
   id: number;
@@ -139,6 +145,12 @@ export interface SessionStore {
    * turn of an untitled conversation, its automatic title. Idempotent (safe to retry).
    */
   completeTurn(assistantMessageId: number, input: CompleteTurnInput): Promise<void>;
+  /**
+   * `beginTurn` and `completeTurn` in one transaction, for a turn whose reply ended before any
+   * of it had to be stored (a `stream:false` reply within one partial-save interval): `finalOf`
+   * makes the final state from the begun turn's ids. One commit instead of two.
+   */
+  recordTurn(input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn>;
   /**
    * The session's conversation id, message count and `updated_at` (one indexed read), or
    * undefined for an unknown session. Every write of a session's messages (`beginTurn`,

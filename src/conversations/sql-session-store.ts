@@ -1,17 +1,15 @@
 import { sql, type Kysely } from 'kysely';
-import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
 import { writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import { storageOperation } from '../storage/storage-error.js';
-import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, MessageStatus, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
-import { inputColumns, toStoredMessage } from './sql-session-rows.js';
-import { activateOrCreate, ensureIn, readSession, setAutoTitle, setTokens } from './sql-session-queries.js';
+import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, RecordedTurn, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
+import { toStoredMessage } from './sql-session-rows.js';
+import { ensureIn, readSession } from './sql-session-queries.js';
+import { beginTurnIn, completeTurnIn } from './sql-turn-queries.js';
 
 type Db = Kysely<DatabaseSchema>;
 
-/** Rows per multi-row insert: 23 columns × 200 stays far below SQLite's 32766 bound parameters. */
-const INSERT_CHUNK_ROWS = 200;
 /** Ids per `in (…)` list, for the same reason. */
 const IN_LIST_CHUNK = 500;
 
@@ -67,41 +65,11 @@ export class SqlSessionStore implements SessionStore {
   }
 
   /**
-   * One write transaction (BEGIN IMMEDIATE on SQLite), three statements for a known session:
-   * the session row update (which also takes the row lock that serialises turns of one session
-   * on Postgres, and says whether the session exists), one multi-row insert whose `seq` values
-   * come from `max(seq)` read inside the same statement, and the conversation's counters.
-   * Raw SQL: the fluent builder cost more CPU than SQLite's execution (bench/results).
+   * One write transaction (BEGIN IMMEDIATE on SQLite), three statements for a known session
+   * (`beginTurnIn`, sql-turn-queries.ts).
    */
   beginTurn(input: BeginTurnInput): Promise<BegunTurn> {
-    const { sessionId, model, messages, now } = input;
-    return this.run('beginTurn', () =>
-      writeTransaction(this.database, async (trx) => {
-        const conversationId = await activateOrCreate(trx, sessionId, model, now);
-        const rows = messages.map((m) => ({ ...inputColumns(m), status: 'complete' as MessageStatus }));
-        rows.push({ role: 'assistant', content: '', thinking: null, images: null, tool_calls: null, tool_name: null, tool_call_id: null, status: 'incomplete' });
-        const ids: number[] = [];
-        let assistantSeq = 0;
-        for (let i = 0; i < rows.length; i += INSERT_CHUNK_ROWS) {
-          const chunk = rows.slice(i, i + INSERT_CHUNK_ROWS);
-          const selects = chunk.map(
-            (r, k) =>
-              sql`select ${conversationId}, ${model}, ${now}, ${now}, ${r.role}, ${r.content}, ${r.thinking}, ${r.images}, ${r.tool_calls}, ${r.tool_name}, ${r.tool_call_id}, top.s + ${k + 1}, ${r.status} from top`,
-          );
-          const inserted = await sql<{ id: number | string; seq: number | string }>`with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ${conversationId})
-insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status)
-${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
-          // RETURNING order is not promised: order by seq.
-          const sorted = inserted.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-          ids.push(...sorted.map((r) => Number(r.id)));
-          assistantSeq = Number(sorted.at(-1)?.seq ?? 0);
-        }
-        const counted = await sql<{ message_count: number | string }>`update conversations set message_count = message_count + ${rows.length}, model = ${model}, updated_at = ${now}, archived_at = null where id = ${conversationId} returning message_count`.execute(trx);
-        const assistantMessageId = ids.pop();
-        if (assistantMessageId === undefined || ids.length !== messages.length) throw new Error('the turn\'s messages were inserted without their ids');
-        return { sessionId, model, messages, assistantMessageId, assistantSeq, messageIds: ids, conversationId, messageCount: Number(counted.rows[0]?.message_count ?? 0) };
-      }),
-    );
+    return this.run('beginTurn', () => writeTransaction(this.database, (trx) => beginTurnIn(trx, input)));
   }
 
   /**
@@ -120,32 +88,19 @@ ${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
     });
   }
 
-  /**
-   * One write transaction: the reply row (with its own token count), the other messages' token
-   * counts in one statement, the conversation's `updated_at` and automatic title in one more.
-   * @throws ParleyError PARLEY_ERR_INTERNAL when no assistant message has this id (a bug).
-   */
+  /** One write transaction (`completeTurnIn`, sql-turn-queries.ts). */
   completeTurn(assistantMessageId: number, input: CompleteTurnInput): Promise<void> {
-    const m = input.metrics;
-    const own = input.tokens?.find((t) => t.id === assistantMessageId);
-    const others = (input.tokens ?? []).filter((t) => t.id !== assistantMessageId);
-    const toolCalls = input.toolCalls === undefined ? null : JSON.stringify(input.toolCalls);
-    return this.run('completeTurn', () =>
+    return this.run('completeTurn', () => writeTransaction(this.database, (trx) => completeTurnIn(trx, assistantMessageId, input)));
+  }
+
+  /** One write transaction: `beginTurnIn`, then `completeTurnIn` with what `finalOf` makes of the begun turn. */
+  recordTurn(input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn> {
+    return this.run('recordTurn', () =>
       writeTransaction(this.database, async (trx) => {
-        const tokens = own === undefined ? sql`` : sql`, tokens = ${own.tokens}, tokens_exact = ${own.exact ? 1 : 0}`;
-        const row = await sql<{ conversation_id: string }>`update messages set status = ${input.status}, content = ${input.content}, thinking = ${input.thinking ?? null}, tool_calls = ${toolCalls}, done_reason = ${m?.doneReason ?? null}, prompt_tokens = ${m?.promptTokens ?? null}, completion_tokens = ${m?.completionTokens ?? null}, total_duration_ns = ${m?.totalDurationNs ?? null}, load_duration_ns = ${m?.loadDurationNs ?? null}, prompt_eval_duration_ns = ${m?.promptEvalDurationNs ?? null}, eval_duration_ns = ${m?.evalDurationNs ?? null}, updated_at = ${input.now}${tokens} where id = ${assistantMessageId} and role = 'assistant' returning conversation_id`.execute(trx);
-        const conversationId = row.rows[0]?.conversation_id;
-        if (conversationId === undefined) {
-          throw new ParleyError('PARLEY_ERR_INTERNAL', `completeTurn: no assistant message with id ${assistantMessageId}`);
-        }
-        if (others.length > 0) await setTokens(trx, conversationId, others);
-        const complete = input.status === 'complete';
-        if (complete && input.titleIfUntitled !== undefined) {
-          await sql`update conversations set updated_at = ${input.now}, title = coalesce(title, ${input.titleIfUntitled}) where id = ${conversationId}`.execute(trx);
-          return;
-        }
-        const conv = await sql<{ title: string | null }>`update conversations set updated_at = ${input.now} where id = ${conversationId} returning title`.execute(trx);
-        if (complete && conv.rows[0] !== undefined && conv.rows[0].title === null) await setAutoTitle(trx, conversationId);
+        const turn = await beginTurnIn(trx, input);
+        const final = finalOf(turn);
+        await completeTurnIn(trx, turn.assistantMessageId, final);
+        return { turn, final };
       }),
     );
   }

@@ -34,6 +34,11 @@ export interface ReplySoFar {
  * chunk goes to the client; partial text is saved at most every `partialSaveIntervalMs`;
  * `finish()` is awaited before the final chunk goes to the client, so a turn whose final chunk
  * was sent is durable (SQLite WAL commit / Postgres commit).
+ *
+ * A turn nothing of which reaches the client before it ends (`stream:false`) need not be begun
+ * early: the relay does not call `stored()`, the first partial save begins it, and a turn that
+ * ends before that is written by `finish()` in one transaction (`SessionStore.recordTurn`), one
+ * commit instead of two. A deferred begin that fails is `beginFailure`, for the relay to stop on.
  */
 export class TurnRecorder {
   readonly reply: ReplySoFar = { content: '', thinking: '', toolCalls: [] };
@@ -46,6 +51,8 @@ export class TurnRecorder {
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
   private finished = false;
+  /** Why the turn's rows could not be written by `begin()`, once that failed. */
+  beginFailure: unknown;
 
   constructor(
     private readonly store: SessionStore,
@@ -74,7 +81,10 @@ export class TurnRecorder {
       return r;
     });
     // Keep a rejection from being reported as unhandled before finish() awaits it.
-    this.begun.catch((e: unknown) => this.logger.error({ err: e, sessionId: this.sessionId }, 'session.turn_begin_failed'));
+    this.begun.catch((e: unknown) => {
+      this.beginFailure = e;
+      this.logger.error({ err: e, sessionId: this.sessionId }, 'session.turn_begin_failed');
+    });
   }
 
   /**
@@ -107,9 +117,22 @@ export class TurnRecorder {
     this.finished = true;
     this.outcome = { status, metrics };
     if (this.saveTimer) clearTimeout(this.saveTimer);
-    this.begin();
-    const turn = await this.begun!;
+    if (!this.begun) {
+      const now = (this.beginNow = this.now().toISOString());
+      const { turn, final } = await this.store.recordTurn({ sessionId: this.sessionId, model: this.model, messages: this.newMessages, now }, (t) => this.finalState(t, status, metrics));
+      this.observer?.begun?.(turn, now);
+      this.observer?.completed?.(turn, now, final);
+      return;
+    }
+    const turn = await this.begun;
     await this.saving;
+    const final = this.finalState(turn, status, metrics);
+    await this.store.completeTurn(turn.assistantMessageId, final);
+    this.observer?.completed?.(turn, this.beginNow, final);
+  }
+
+  /** The reply's final state, with the turn's token counts when an accountant was given. */
+  private finalState(turn: BegunTurn, status: MessageStatus, metrics: ReplyMetrics | null): CompleteTurnInput {
     let tokens: MessageTokenCount[] | undefined;
     if (this.accountant) {
       try {
@@ -126,7 +149,7 @@ export class TurnRecorder {
         this.logger.warn({ err: e, sessionId: this.sessionId }, 'context.accounting_failed');
       }
     }
-    const final: CompleteTurnInput = {
+    return {
       status,
       content: this.reply.content,
       thinking: this.reply.thinking || undefined,
@@ -136,8 +159,6 @@ export class TurnRecorder {
       tokens,
       titleIfUntitled: this.titleIfUntitled,
     };
-    await this.store.completeTurn(turn.assistantMessageId, final);
-    this.observer?.completed?.(turn, this.beginNow, final);
   }
 
   /** The stored assistant message's id once the turn was begun (undefined if never begun or the insert failed). */
@@ -150,7 +171,9 @@ export class TurnRecorder {
 
   private savePartial(): void {
     this.saveTimer = undefined;
-    if (this.finished || !this.begun) return;
+    if (this.finished) return;
+    // A deferred turn (stream:false) is begun by its first partial save.
+    this.begin();
     const length = this.reply.content.length + this.reply.thinking.length;
     if (length === this.lastSavedLength) return;
     this.lastSavedLength = length;

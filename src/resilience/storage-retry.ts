@@ -60,6 +60,8 @@ export function withStorageRetry(store: SessionStore, opts: StorageRetryOptions 
     beginTurn: (input) => counted('beginTurn', store.beginTurn(input)),
     savePartial: (id, content, thinking, now) => retryStorage('savePartial', () => store.savePartial(id, content, thinking, now), opts),
     completeTurn: (id, input: CompleteTurnInput) => retryStorage('completeTurn', () => store.completeTurn(id, input), opts),
+    // Inserts: not repeated (see above).
+    recordTurn: (input, finalOf) => counted('recordTurn', store.recordTurn(input, finalOf)),
     archiveIdle: (before, now) => counted('archiveIdle', store.archiveIdle(before, now)),
     ping: () => store.ping(),
     close: () => store.close(),

@@ -62,7 +62,9 @@ describe('storage fault on SQLite: the write lock held by another process', () =
     dir = await mkdtemp(join(tmpdir(), 'parley-locked-'));
     const dbFile = join(dir, 'parley.db');
     // 40 tokens 150 ms apart: the upstream is still answering when the busy wait ends.
-    h = await startHarness({ sim: { replyTokens: 40, tokenIntervalMs: 150 }, config: { databaseUrl: dbFile } });
+    // A stream:false turn is first written by its first partial save (here 100 ms in), so its
+    // failed write is also known while the upstream still answers.
+    h = await startHarness({ sim: { replyTokens: 40, tokenIntervalMs: 150 }, config: { databaseUrl: dbFile, sessions: { partialSaveIntervalMs: 100 } } });
     expect(ndjson((await turn(h.url, 'one')).text).at(-1)).toMatchObject({ done: true });
 
     holder = spawn(process.execPath, ['-e', HOLD_WRITE_LOCK, dbFile], { stdio: ['ignore', 'pipe', 'inherit'] });
