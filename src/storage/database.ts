@@ -20,6 +20,14 @@ export interface Database {
    * `current_schema()`, usually `public`). Undefined on SQLite.
    */
   readonly schema?: string | undefined;
+  /**
+   * SQLite only: `PRAGMA data_version` of this connection (synchronous, about a microsecond). It
+   * changes when another connection, e.g. `parley keys revoke` in another process, committed to
+   * the file, and never for this connection's own commits, so an in-process cache of rows is
+   * valid while it is unchanged and its owner clears it on its own writes. Undefined on Postgres,
+   * where other replicas write over the network and nothing tells this one.
+   */
+  readonly dataVersion?: (() => number) | undefined;
   /** Closes the pool / file. Idempotent; queries after it fail with PARLEY_ERR_STORAGE_UNAVAILABLE. */
   close(): Promise<void>;
 }
@@ -82,7 +90,9 @@ function openSqlite(path: string, opts: OpenDatabaseOptions): Database {
     // Kysely's destroy() is a no-op when no query ever ran; the file must close anyway.
     if (sqlite.open) sqlite.close();
   };
-  return { db, dialect: 'sqlite', schema: undefined, close: once(close) };
+  const dataVersionStatement = sqlite.prepare('pragma data_version').pluck();
+  const dataVersion = (): number => dataVersionStatement.get() as number;
+  return { db, dialect: 'sqlite', schema: undefined, dataVersion, close: once(close) };
 }
 
 /**

@@ -30,6 +30,9 @@ export interface KeyServiceOptions {
 /** Key format: `pk_` + 8 hex (the visible prefix) + `_` + 32 random bytes base64url (256 bits). */
 const KEY_SHAPE = /^pk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$/;
 
+/** Resolved keys kept in memory at most (SQLite; see KeyService.lookup); the map is emptied when full. */
+const RESOLVED_KEYS_MAX = 10_000;
+
 /** SHA-256 (hex) of a key. Keys carry 256 random bits, so a fast hash is enough (no password hashing). */
 export function hashKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -44,8 +47,11 @@ export class KeyService {
   private readonly now: () => Date;
   private activeCount: number | undefined;
   private activeCountAt = 0;
+  /** SQLite: keys resolved since `resolvedVersion` (null = no such key), by SHA-256. */
+  private readonly resolved = new Map<string, ApiKeyRecord | null>();
+  private resolvedVersion: number | undefined;
 
-  constructor(database: Database, private readonly opts: KeyServiceOptions) {
+  constructor(private readonly database: Database, private readonly opts: KeyServiceOptions) {
     this.store = new ApiKeyStore(database);
     this.now = opts.now ?? (() => new Date());
   }
@@ -64,7 +70,7 @@ export class KeyService {
     const key = `${prefix}_${randomBytes(32).toString('base64url')}`;
     const row = { id: randomUUID(), name, prefix, key_hash: hashKey(key), tier: tier as string, is_admin: input.admin === true ? 1 : 0, created_at: this.now().toISOString(), revoked_at: null };
     await this.store.insert(row);
-    this.activeCount = undefined;
+    this.changed();
     return { id: row.id, name, prefix, tier: row.tier, admin: row.is_admin === 1, createdAt: row.created_at, revokedAt: null, key };
   }
 
@@ -78,15 +84,18 @@ export class KeyService {
 
   /** Revokes a key at once. @throws ParleyError PARLEY_ERR_ADMIN_NOT_FOUND for an unknown or already revoked id */
   async revoke(id: string): Promise<ApiKeyRecord> {
-    if (!(await this.store.revoke(id, this.now().toISOString()))) throw new ParleyError('PARLEY_ERR_ADMIN_NOT_FOUND', `no active key with id '${id}'`);
-    this.activeCount = undefined;
+    const revoked = await this.store.revoke(id, this.now().toISOString());
+    this.changed();
+    if (!revoked) throw new ParleyError('PARLEY_ERR_ADMIN_NOT_FOUND', `no active key with id '${id}'`);
     return (await this.store.byId(id))!;
   }
 
   /** @throws ParleyError PARLEY_ERR_REQUEST_INVALID (`tier` unknown), PARLEY_ERR_ADMIN_NOT_FOUND (id) */
   async setTier(id: string, tier: unknown): Promise<ApiKeyRecord> {
     this.checkTier(tier);
-    if (!(await this.store.setTier(id, tier as string))) throw new ParleyError('PARLEY_ERR_ADMIN_NOT_FOUND', `no key with id '${id}'`);
+    const updated = await this.store.setTier(id, tier as string);
+    this.changed();
+    if (!updated) throw new ParleyError('PARLEY_ERR_ADMIN_NOT_FOUND', `no key with id '${id}'`);
     return (await this.store.byId(id))!;
   }
 
@@ -95,7 +104,7 @@ export class KeyService {
    * @throws ParleyError PARLEY_ERR_AUTH_INVALID_KEY when the key is malformed, unknown or revoked
    */
   async resolve(key: string): Promise<Caller> {
-    const record = KEY_SHAPE.test(key) ? await this.store.byHash(hashKey(key)) : undefined;
+    const record = KEY_SHAPE.test(key) ? await this.lookup(hashKey(key)) : undefined;
     if (!record || record.revokedAt !== null) throw new ParleyError('PARLEY_ERR_AUTH_INVALID_KEY', 'invalid or revoked API key');
     return { keyId: record.id, name: record.name, tier: record.tier, admin: record.admin, prefix: record.prefix };
   }
@@ -108,6 +117,34 @@ export class KeyService {
       this.activeCountAt = t;
     }
     return this.activeCount > 0;
+  }
+
+  /**
+   * The key with this hash. On SQLite a key once read is answered from memory for as long as
+   * `PRAGMA data_version` is unchanged: a revoke by another process (the CLI, another Parley on
+   * the same file) changes it, so it still takes effect at the next request; this process's own
+   * writes clear the map (`changed`). On Postgres every request reads the row.
+   */
+  private async lookup(hash: string): Promise<ApiKeyRecord | undefined> {
+    const version = this.database.dataVersion?.();
+    if (version === undefined) return this.store.byHash(hash);
+    if (version !== this.resolvedVersion || this.resolved.size >= RESOLVED_KEYS_MAX) {
+      this.resolved.clear();
+      this.resolvedVersion = version;
+    }
+    const hit = this.resolved.get(hash);
+    if (hit !== undefined) return hit ?? undefined;
+    const record = await this.store.byHash(hash);
+    // A write that landed while this read ran would be missed: keep the row only if nothing changed.
+    if (this.database.dataVersion?.() === version && this.resolvedVersion === version) this.resolved.set(hash, record ?? null);
+    return record;
+  }
+
+  /** After this process wrote api_keys: forget what was resolved and counted. */
+  private changed(): void {
+    this.resolved.clear();
+    this.resolvedVersion = undefined;
+    this.activeCount = undefined;
   }
 
   private checkTier(tier: unknown): void {

@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dialects } from '../../test/helpers/databases.js';
-import type { Database } from '../storage/database.js';
+import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrations.js';
 import { AuditStore } from './audit-store.js';
 import { BudgetService } from './budget-service.js';
@@ -29,6 +33,7 @@ describe.each(dialects)('usage stores on $name', ({ open }) => {
     expect(JSON.stringify(rows).includes(k.key)).toBe(false);
     expect(await keys.resolve(k.key)).toEqual({ keyId: k.id, name: 'alice', tier: 'premium', admin: false, prefix: k.prefix });
     expect((await keys.setTier(k.id, 'free')).tier).toBe('free');
+    expect((await keys.resolve(k.key)).tier).toBe('free');
     await expect(keys.setTier(k.id, 'gold')).rejects.toMatchObject({ code: 'PARLEY_ERR_REQUEST_INVALID', message: 'invalid tier: must be one of free, premium' });
     expect((await keys.get(k.id))!.tier).toBe('free');
     await keys.revoke(k.id);
@@ -79,5 +84,47 @@ describe.each(dialects)('usage stores on $name', ({ open }) => {
     await audit.ownSession('s1', 'k2', '2026-03-10T12:00:02.000Z');
     expect(await audit.ownerOf('s1')).toBe('k1');
     expect(await audit.sessionsOf('k1')).toEqual([{ sessionId: 's1', createdAt: '2026-03-10T12:00:00.000Z' }]);
+  });
+});
+
+describe('API keys resolved from memory on SQLite', () => {
+  let dir: string;
+  let mine: Database;
+  let theirs: Database;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'parley-keys-'));
+    mine = await openDatabase(join(dir, 'parley.db'));
+    await migrateToLatest(mine);
+    // Another connection to the same file: what `parley keys` in another process is.
+    theirs = await openDatabase(join(dir, 'parley.db'));
+  });
+  afterEach(async () => {
+    await mine.close();
+    await theirs.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const service = (database: Database) => new KeyService(database, { tiers: () => ['free', 'premium'], defaultTier: () => 'free' });
+
+  it('answers a resolved key without reading it again, and sees another connection\'s revoke, re-tier and new key at the next request', async () => {
+    const server = service(mine);
+    const cli = service(theirs);
+    const a = await cli.create({ name: 'alice', tier: 'premium' });
+    const later = 'pk_0123abcd_' + 'A'.repeat(43);
+    await expect(server.resolve(later)).rejects.toMatchObject({ code: 'PARLEY_ERR_AUTH_INVALID_KEY' });
+    expect((await server.resolve(a.key)).tier).toBe('premium');
+
+    // Served from memory: the row is gone behind SQLite's back (a raw delete on this very
+    // connection does not change data_version), and the key still resolves.
+    await sql`delete from api_keys where id = ${a.id}`.execute(mine.db);
+    expect((await server.resolve(a.key)).name).toBe('alice');
+    await sql`insert into api_keys (id, name, prefix, key_hash, tier, is_admin, created_at, revoked_at) values (${a.id}, 'alice', ${a.prefix}, ${hashKey(a.key)}, 'premium', 0, ${a.createdAt}, null)`.execute(mine.db);
+
+    await cli.setTier(a.id, 'free');
+    expect((await server.resolve(a.key)).tier).toBe('free');
+    await cli.revoke(a.id);
+    await expect(server.resolve(a.key)).rejects.toMatchObject({ code: 'PARLEY_ERR_AUTH_INVALID_KEY' });
+    const b = await cli.create({ name: 'bob' });
+    expect((await server.resolve(b.key)).name).toBe('bob');
   });
 });
