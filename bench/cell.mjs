@@ -5,6 +5,11 @@
  * interleaved for a few rounds, same pinning as bench/run.mjs.
  *
  *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50 ...]   BENCH_ROUNDS=3 BENCH_PROFILE_DIR=dir
+ *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
+ *     BENCH_LOG_LEVEL=warn  Parley's log level (default info, as in the report)
+ *     BENCH_BASE_CLI=path   adds Cbase, C0base: another build of Parley (e.g. main's) beside this one
+ *     BENCH_FLOOR=1         adds F1…F5, the gateway CPU floor (bench/floor-gateway.mjs): B rebuilt
+ *                           on Fastify, + JSON, + access log, + API-key check, + metrics
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -40,20 +45,51 @@ const simUrl = ready.url;
 const relayPort = await freePort();
 const relay = spawnPinned({ core: 0, args: [join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
 const parleyPort = await freePort();
+// BENCH_AUTH=off: Parley with auth.mode off (target C0anon, no key sent) to see what the key check costs.
 const parleyKey = createApiKey(join(tmp, 'parley.db'));
+const parleyEnv = (/** @type {number} */ port, /** @type {string} */ db) => ({ PARLEY_PORT: String(port), PARLEY_UPSTREAMS: simUrl, PARLEY_DATABASE_URL: db, PARLEY_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', ...(process.env.BENCH_AUTH === 'off' ? { PARLEY_AUTH_MODE: 'off' } : {}), PARLEY_QUEUE_SLOTS: '1024', PARLEY_QUEUE_MAX_DEPTH: '4096', PARLEY_UPSTREAM_CONNECTIONS: '1024' });
 const parley = spawnPinned({
   core: 0,
   args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), join(ROOT, 'dist/cli.js'), 'serve'],
-  env: { PARLEY_PORT: String(parleyPort), PARLEY_UPSTREAMS: simUrl, PARLEY_DATABASE_URL: join(tmp, 'parley.db'), PARLEY_LOG_LEVEL: 'info', PARLEY_QUEUE_SLOTS: '1024', PARLEY_QUEUE_MAX_DEPTH: '4096', PARLEY_UPSTREAM_CONNECTIONS: '1024' },
+  env: parleyEnv(parleyPort, join(tmp, 'parley.db')),
   log: join(tmp, 'parley.log'),
 });
+// BENCH_BASE_CLI=<another build's dist/cli.js>: that Parley too, as targets Cbase and C0base, to
+// compare a change with what it changes in the same rounds (its own database, the same key).
+/** @type {Array<{ key: string, pid: number | undefined, sessions?: boolean, spec: Record<string, unknown> }>} */
+const bases = [];
+if (process.env.BENCH_BASE_CLI) {
+  const port = await freePort();
+  const db = join(tmp, 'base.db');
+  execSync(`cp ${join(tmp, 'parley.db')} ${db}`);
+  const base = spawnPinned({ core: 0, args: [process.env.BENCH_BASE_CLI, 'serve'], env: parleyEnv(port, db), log: join(tmp, 'base.log') });
+  children.push(base);
+  await waitHttp(`http://127.0.0.1:${port}/`);
+  const spec = (/** @type {string} */ name) => ({ name, url: `http://127.0.0.1:${port}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } });
+  bases.push({ key: 'C0base', pid: base.pid, spec: spec('C0base') }, { key: 'Cbase', pid: base.pid, sessions: true, spec: spec('Cbase') });
+}
 children.push(relay, parley);
 await Promise.all([waitHttp(`http://127.0.0.1:${relayPort}/api/version`), waitHttp(`http://127.0.0.1:${parleyPort}/`)]);
+/** @type {Array<{ key: string, pid: number | undefined, sessions?: boolean, spec: Record<string, unknown> }>} */
+const floors = [];
+if (process.env.BENCH_FLOOR) {
+  for (const [i, level] of ['fastify', 'json', 'log', 'auth', 'metrics'].entries()) {
+    const port = await freePort();
+    const f = spawnPinned({ core: 0, args: [join(ROOT, 'bench/floor-gateway.mjs'), String(port), simUrl, level, join(tmp, 'parley.db')], log: join(tmp, `floor-${level}.log`) });
+    children.push(f);
+    await waitHttp(`http://127.0.0.1:${port}/api/version`);
+    floors.push({ key: `F${i + 1}`, pid: f.pid, spec: { name: `F${i + 1}`, url: `http://127.0.0.1:${port}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } });
+  }
+}
+/** @type {Array<{ key: string, pid: number | undefined, sessions?: boolean, spec: Record<string, unknown> }>} */
 const targets = [
   { key: 'A', pid: sim.pid, spec: { name: 'A', url: simUrl, wire: 'ollama' } },
   { key: 'B', pid: relay.pid, spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' } },
+  ...floors,
   { key: 'C0', pid: parley.pid, spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } },
+  { key: 'C0anon', pid: parley.pid, spec: { name: 'C0anon', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama' } },
   { key: 'C', pid: parley.pid, sessions: true, spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } },
+  ...bases,
 ].filter((t) => t.key === 'A' || !process.env.BENCH_TARGETS || process.env.BENCH_TARGETS.split(',').includes(t.key));
 let run = 0;
 for (const id of cellsWanted) {
@@ -82,7 +118,7 @@ for (const id of cellsWanted) {
   const a50 = p50(acc.A.lat);
   const t50 = p50(acc.A.ttft);
   for (const [k, a] of Object.entries(acc)) {
-    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs`);
+    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs`);
   }
 }
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
