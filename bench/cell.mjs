@@ -8,6 +8,7 @@
  *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
  *     BENCH_LOG_LEVEL=warn  Parley's log level (default info, as in the report)
  *     BENCH_BASE_CLI=path   adds Cbase, C0base: another build of Parley (e.g. main's) beside this one
+ *     BENCH_BASE_NODE_ARGS  node flags for that one only, e.g. "--trace-gc" or "--max-semi-space-size=64"
  *     BENCH_FLOOR=1         adds F1…F5, the gateway CPU floor (bench/floor-gateway.mjs): B rebuilt
  *                           on Fastify, + JSON, + access log, + API-key check, + metrics
  */
@@ -29,6 +30,8 @@ const CELLS = {
   'ns-c50': { stream: false, c: 50, n: 40_000, ms: 1500, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 16 } },
   'st-c1': { stream: true, c: 1, n: 25, ms: 1500, sim: { ttftMs: 0, tokenIntervalMs: 5, replyTokens: 16 } },
   'burst-c50': { stream: true, c: 50, n: 5000, ms: 1000, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 200 } },
+  // The report's chunk-gap cell: 100 streams at 50 tokens/s started over 1 s, gaps between chunks.
+  'gap-100': { stream: true, c: 100, n: 100, ms: 5000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 100 } },
 };
 const tmp = mkdtempSync(join(tmpdir(), 'parley-cell-'));
 /** @type {import('node:child_process').ChildProcess[]} */
@@ -62,7 +65,7 @@ if (process.env.BENCH_BASE_CLI) {
   const port = await freePort();
   const db = join(tmp, 'base.db');
   execSync(`cp ${join(tmp, 'parley.db')} ${db}`);
-  const base = spawnPinned({ core: 0, args: [process.env.BENCH_BASE_CLI, 'serve'], env: parleyEnv(port, db), log: join(tmp, 'base.log') });
+  const base = spawnPinned({ core: 0, args: [...(process.env.BENCH_BASE_NODE_ARGS ? process.env.BENCH_BASE_NODE_ARGS.split(' ') : []), process.env.BENCH_BASE_CLI, 'serve'], env: parleyEnv(port, db), log: join(tmp, 'base.log') });
   children.push(base);
   await waitHttp(`http://127.0.0.1:${port}/`);
   const spec = (/** @type {string} */ name) => ({ name, url: `http://127.0.0.1:${port}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } });
@@ -96,16 +99,17 @@ for (const id of cellsWanted) {
   const cell = CELLS[/** @type {keyof typeof CELLS} */ (id)];
   sim.send({ op: 'options', options: cell.sim, seq: 1 });
   await firstMessage(sim, (m) => m?.op === 'options-ok');
-  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number }>} */
+  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number, gapP99: number[] }>} */
   const acc = {};
   for (let round = -1; round < ROUNDS; round++) {
     for (const t of targets) {
-      const spec = { target: t.spec, stream: cell.stream, concurrency: cell.c, maxRequests: cell.n, durationMs: round < 0 ? 500 : cell.ms, replyTokens: cell.sim.replyTokens, intervalMs: cell.sim.tokenIntervalMs, sessions: t.sessions ? { fraction: 1, prefix: `s${++run}`, turnsPerSession: 5 } : undefined };
+      const spec = { target: t.spec, rampMs: /** @type {{ rampMs?: number }} */ (cell).rampMs, stream: cell.stream, concurrency: cell.c, maxRequests: cell.n, durationMs: round < 0 ? 500 : cell.ms, replyTokens: cell.sim.replyTokens, intervalMs: cell.sim.tokenIntervalMs, sessions: t.sessions ? { fraction: 1, prefix: `s${++run}`, turnsPerSession: 5 } : undefined };
       const c0 = cpuTicks(/** @type {number} */ (t.pid));
       const r = /** @type {any} */ (await call(loadgen, { op: 'run', spec }, 120_000));
       const c1 = cpuTicks(/** @type {number} */ (t.pid));
       if (round < 0) continue;
-      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0 });
+      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0, gapP99: [] });
+      if (r.gaps) a.gapP99.push(r.gaps.p99);
       a.lat.push(...r.latencies);
       a.ttft.push(...r.ttfts);
       a.cpu += ((c1 - c0) * 1000) / CLK_TCK;
@@ -118,7 +122,7 @@ for (const id of cellsWanted) {
   const a50 = p50(acc.A.lat);
   const t50 = p50(acc.A.ttft);
   for (const [k, a] of Object.entries(acc)) {
-    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs`);
+    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs${a.gapP99.length ? ` gap p99 by round ${a.gapP99.map((g) => g.toFixed(1)).join(' ')} ms` : ''}`);
   }
 }
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
