@@ -4,7 +4,7 @@
  * B (minimal relay), C (Parley, a session on every chat) and C0 (Parley, plain Ollama calls)
  * interleaved for a few rounds, same pinning as bench/run.mjs.
  *
- *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50 ...]   BENCH_ROUNDS=3 BENCH_PROFILE_DIR=dir
+ *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50|gap-100 ...]   BENCH_ROUNDS=3 BENCH_PROFILE_DIR=dir
  *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
  *     BENCH_LOG_LEVEL=warn  Parley's log level (default info, as in the report)
  *     BENCH_BASE_CLI=path   adds Cbase, C0base: another build of Parley (e.g. main's) beside this one
