@@ -16,7 +16,8 @@ export type { Logger } from 'pino';
  * @param destination where lines go; default stdout (asynchronous, as above)
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino(
+  const dest = destination ?? pino.destination({ dest: 1, sync: false });
+  const logger = pino(
     {
       level,
       base: { service: 'parley' },
@@ -37,6 +38,25 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[redacted]',
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    dest,
   );
+  const access = pino({ level, base: { service: 'parley' }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+  logger.on('level-change', (name, _value, _prevName, _prevValue, instance) => {
+    if (instance === logger) access.level = name;
+  });
+  accessLoggers.set(logger, access);
+  return logger;
+}
+
+const accessLoggers = new WeakMap<Logger, Logger>();
+
+/**
+ * The logger of the one access line per request (http-server.ts): the same destination, level
+ * (kept in step) and base fields as `logger`, without redaction. Its fields are fixed (`reqId`,
+ * method, url, status, duration) and hold no secret, and matching the wildcard redaction paths
+ * against every line was a measurable part of a request's CPU (bench/results/latest.md).
+ * A logger not made by `createLogger` is its own access logger.
+ */
+export function accessLoggerOf(logger: Logger): Logger {
+  return accessLoggers.get(logger) ?? logger;
 }

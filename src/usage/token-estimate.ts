@@ -44,14 +44,15 @@ export class UsageMeter {
 
   /** Counts of the last complete reply object, or undefined when the reply carried none. */
   counts(): { promptTokens: number; replyTokens: number; loadDurationNs: number | undefined } | undefined {
-    const last = (re: RegExp): number | undefined => {
-      let v: number | undefined;
-      for (const m of this.tail.matchAll(re)) v = Number(m[1]);
-      return v;
+    const last = (field: string): number | undefined => {
+      const at = this.tail.lastIndexOf(field);
+      if (at < 0) return undefined;
+      const digits = /^\d+/.exec(this.tail.slice(at + field.length, at + field.length + 24));
+      return digits ? Number(digits[0]) : undefined;
     };
-    const prompt = last(/"prompt_eval_count":(\d+)/g);
-    const reply = last(/"eval_count":(\d+)/g);
+    const prompt = last('"prompt_eval_count":');
+    const reply = last('"eval_count":');
     if (prompt === undefined && reply === undefined) return undefined;
-    return { promptTokens: prompt ?? 0, replyTokens: reply ?? 0, loadDurationNs: last(/"load_duration":(\d+)/g) };
+    return { promptTokens: prompt ?? 0, replyTokens: reply ?? 0, loadDurationNs: last('"load_duration":') };
   }
 }

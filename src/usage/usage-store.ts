@@ -81,8 +81,16 @@ export class UsageStore {
 
 /** The UTC day of `t` as `YYYY-MM-DD`. */
 export function utcDay(t: Date): string {
-  return t.toISOString().slice(0, 10);
+  const ms = t.getTime();
+  if (ms < dayCache.startMs || ms >= dayCache.endMs) {
+    const startMs = Math.floor(ms / DAY_MS) * DAY_MS;
+    dayCache = { startMs, endMs: startMs + DAY_MS, day: t.toISOString().slice(0, 10) };
+  }
+  return dayCache.day;
 }
+const DAY_MS = 86_400_000;
+/** The last day asked for (every request asks, twice): UTC days are whole multiples of DAY_MS since the epoch. */
+let dayCache = { startMs: 0, endMs: 0, day: '' };
 
 /** The next UTC midnight after `t`. */
 export function nextUtcMidnight(t: Date): Date {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Logger } from '../../observability/logger.js';
+import { accessLoggerOf, type Logger } from '../../observability/logger.js';
 import { ParleyError, isParleyError } from '../../errors/parley-error.js';
 import { toOllamaWire } from '../../errors/to-wire.js';
 import { HttpClientStream, type ClientStream } from '../../chat/client-stream.js';
@@ -22,6 +22,10 @@ export interface HttpServerOptions {
  * of Parley's log-writing cost (bench/results/latest.md). Errors keep Fastify's `request errored`.
  */
 class AccessLog extends LogController {
+  constructor(private readonly access: Logger) {
+    super();
+  }
+
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
@@ -29,7 +33,7 @@ class AccessLog extends LogController {
       super.requestCompleted(error, request, reply);
       return;
     }
-    reply.log.info({ method: request.method, url: request.url, statusCode: reply.raw.statusCode, responseTime: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed');
+    this.access.info({ reqId: request.id, method: request.method, url: request.url, statusCode: reply.raw.statusCode, responseTime: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed');
   }
 }
 
@@ -44,7 +48,7 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     // pino's Logger is Fastify's logger; only the generic parameters differ.
     loggerInstance: opts.logger as FastifyBaseLogger,
-    logController: new AccessLog(),
+    logController: new AccessLog(accessLoggerOf(opts.logger)),
     bodyLimit: opts.bodyLimitBytes,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
