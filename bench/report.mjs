@@ -29,6 +29,10 @@ export function checkTargets(/** @type {any} */ r) {
       { what: 'C0 = Parley without a session: added latency, non-streaming, c=1, p50 (ms)', A: 0, B: c1.B.added.p50, C: c1.C0.added.p50, D: c1.D.added.p50, rule: 'C0 ≤ 1.2 × B', cb: ratio(c1.C0.added.p50, c1.B.added.p50), cd: ratio(c1.C0.added.p50, c1.D.added.p50), ok: c1.C0.added.p50 <= 1.2 * c1.B.added.p50 },
       { what: 'C0 = Parley without a session: CPU per non-streaming request, c=50 (ms)', A: c50.A.cpuPerReqMs, B: c50.B.cpuPerReqMs, C: c50.C0.cpuPerReqMs, D: c50.D.cpuPerReqMs, ca: ratio(c50.C0.cpuPerReqMs, c50.A.cpuPerReqMs), rule: 'C0 ≤ 1.5 × B and ≤ D / 10', cb: ratio(c50.C0.cpuPerReqMs, c50.B.cpuPerReqMs), cd: ratio(c50.C0.cpuPerReqMs, c50.D.cpuPerReqMs), ok: c50.C0.cpuPerReqMs <= 1.5 * c50.B.cpuPerReqMs && c50.C0.cpuPerReqMs <= c50.D.cpuPerReqMs / 10 },
     ] : []),
+    ...(c50.F ? [
+      { what: 'F = floor gateway (B on Fastify + JSON + access log + key check + metrics): added latency, non-streaming, c=1, p50 (ms)', A: 0, B: c1.B.added.p50, C: c1.F.added.p50, D: c1.D.added.p50, rule: 'no target: what C0 cannot go below', cb: ratio(c1.F.added.p50, c1.B.added.p50), cd: ratio(c1.F.added.p50, c1.D.added.p50) },
+      { what: 'F = floor gateway: CPU per non-streaming request, c=50 (ms)', A: c50.A.cpuPerReqMs, B: c50.B.cpuPerReqMs, C: c50.F.cpuPerReqMs, D: c50.D.cpuPerReqMs, ca: ratio(c50.F.cpuPerReqMs, c50.A.cpuPerReqMs), rule: 'no target: what C0 cannot go below', cb: ratio(c50.F.cpuPerReqMs, c50.B.cpuPerReqMs), cd: ratio(c50.F.cpuPerReqMs, c50.D.cpuPerReqMs) },
+    ] : []),
     { what: 'CPU per relayed token, burst, c=50 (µs)', A: burst.A.cpuPerTokenUs, B: burst.B.cpuPerTokenUs, C: burst.C.cpuPerTokenUs, D: burst.D.cpuPerTokenUs, ca: ratio(burst.C.cpuPerTokenUs, burst.A.cpuPerTokenUs), rule: 'C ≤ 1.2 × B', cb: ratio(burst.C.cpuPerTokenUs, burst.B.cpuPerTokenUs), cd: ratio(burst.C.cpuPerTokenUs, burst.D.cpuPerTokenUs), ok: burst.C.cpuPerTokenUs <= 1.2 * burst.B.cpuPerTokenUs },
     { what: `non-streaming requests/s, c=50 (relay ${relayLoadLimited ? 'WAS' : 'was not'} load-side limited: load core ${f(c50.B.busyLoad * 100, 0)}% busy)`, A: c50.A.rps, B: c50.B.rps, C: c50.C.rps, D: c50.D.rps, ca: ratio(c50.C.rps, c50.A.rps), rule: 'C ≥ 0.9 × B', cb: ratio(c50.C.rps, c50.B.rps), cd: ratio(c50.C.rps, c50.D.rps), ok: c50.C.rps >= 0.9 * c50.B.rps },
     { what: `stall-free streams at 50 tok/s (levels tried: ${levels.join(', ')})`, A: sustained('A'), B: sustained('B'), C: sustained('C'), D: sustained('D'), ca: ratio(sustained('C'), sustained('A')), rule: 'C ≥ B and ≥ 500', cb: ratio(sustained('C'), sustained('B')), cd: ratio(sustained('C'), sustained('D')), ok: sustained('C') >= sustained('B') && sustained('C') >= 500 },
@@ -45,7 +49,7 @@ export function checkTargets(/** @type {any} */ r) {
 export function chartSvg(/** @type {any} */ r) {
   const W = 900;
   const H = 380;
-  const colors = { A: '#555555', B: '#1f77b4', C: '#d62728', C0: '#ff7f0e', D: '#2ca02c' };
+  const colors = Object.fromEntries(Object.entries({ A: '#555555', B: '#1f77b4', F: '#9467bd', C: '#d62728', C0: '#ff7f0e', D: '#2ca02c' }).filter(([k]) => r.cells['ns-c1'].targets[k]));
   const panels = [
     { title: 'Non-streaming: whole reply p50 (ms)', cells: ['ns-c1', 'ns-c50', 'ns-c500'], field: 'lat' },
     { title: 'Streaming: time to first token p50 (ms)', cells: ['st-c1', 'st-c50', 'st-c500'], field: 'ttft' },
@@ -81,9 +85,9 @@ export function chartSvg(/** @type {any} */ r) {
       for (const [px, py] of pts) svg += `<circle cx="${px}" cy="${py}" r="3" fill="${color}"/>\n`;
     }
   });
-  const names = { A: 'A direct', B: 'B minimal relay', C: 'C Parley', D: 'D Portkey' };
+  const names = { A: 'A direct', B: 'B minimal relay', F: 'F floor gateway', C: 'C Parley', C0: 'C0 no session', D: 'D Portkey' };
   Object.entries(colors).forEach(([k, color], i) => {
-    svg += `<rect x="${70 + i * 190}" y="${H - 22}" width="14" height="4" fill="${color}"/><text x="${90 + i * 190}" y="${H - 16}">${names[/** @type {'A'} */ (k)]}</text>\n`;
+    svg += `<rect x="${40 + i * 145}" y="${H - 22}" width="14" height="4" fill="${color}"/><text x="${58 + i * 145}" y="${H - 16}">${names[/** @type {'A'} */ (k)]}</text>\n`;
   });
   return svg + '</svg>\n';
 }
@@ -94,7 +98,7 @@ export function markdown(/** @type {any} */ r, /** @type {string} */ base, /** @
   let md = `# Parley benchmark (${m.mode})\n\n`;
   md += `${m.date} · commit \`${m.commit.slice(0, 12)}\`${m.dirty ? ' (+ uncommitted changes)' : ''} · Node ${m.node} · ${m.cpu} × ${m.cpus} · ${m.rounds} interleaved rounds (A B C D …) after a warm-up · ${f(m.durationS, 0)} s\n\n`;
   md += `Targets under test pinned to **core ${m.cores.targets}**; simulator, load generator and orchestrator pinned to **core ${m.cores.simulatorAndLoad}** (\`taskset\`). Upstream: Parley's simulator on loopback. Background load on the machine before the run (other processes): core 0 ${f((m.background?.['0'] ?? NaN) * 100, 0)}% busy, core 1 ${f((m.background?.['1'] ?? NaN) * 100, 0)}% busy.\n`;
-  md += `C = Parley as users run it: log level info (to a file), SQLite file database, sessions on ${f(m.sessionFraction * 100, 0)}% of /api/chat requests (5 turns per session), queue slots ${m.parley.queueSlots}, ${m.parley.upstreamConnections} upstream connections; one API key (tier enterprise) sent on every request, so auth.mode auto requires and checks it, and budgets, rate limits and usage are counted (no limit is reached); everything else at its defaults: context management on, group commit on SQLite. C0 = the same Parley process asked without a session (a stock Ollama client): where C's cost is, not a target of its own.\n`;
+  md += `C = Parley as users run it: log level info (to a file), SQLite file database, sessions on ${f(m.sessionFraction * 100, 0)}% of /api/chat requests (5 turns per session), queue slots ${m.parley.queueSlots}, ${m.parley.upstreamConnections} upstream connections; one API key (tier enterprise) sent on every request, so auth.mode auto requires and checks it, and budgets, rate limits and usage are counted (no limit is reached); everything else at its defaults: context management on, group commit on SQLite. C0 = the same Parley process asked without a session (a stock Ollama client): where C's cost is, not a target of its own. F = the floor gateway (\`bench/floor-gateway.mjs\`): the minimal relay B rebuilt on the libraries Parley must use, doing only what every request of C0 must do (Fastify, the body parsed and re-serialized, one access-log line, the API-key check, two metrics): what C0 cannot go below, not a target either.\n`;
   md += `D = Portkey gateway ${m.portkey.version} (OpenAI wire, \`ollama\` provider); its added latency is measured against the simulator's own /v1/chat/completions (A, OpenAI wire). Streaming works through ${m.portkey.streamingFix}.\n\n`;
   md += `## Targets\n\n| figure | A direct | B relay | C Parley | D Portkey | C/A | C/B | C/D | target | |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n`;
   for (const c of checks) md += `| ${c.what} | ${f(c.A)} | ${f(c.B)} | ${f(c.C)} | ${f(c.D)} | ${f(c.ca)} | ${f(c.cb)} | ${f(c.cd)} | ${c.rule} | ${mark(c.ok)} |\n`;
@@ -112,13 +116,43 @@ export function markdown(/** @type {any} */ r, /** @type {string} */ base, /** @
     for (const [k, v] of Object.entries(/** @type {Record<string, any>} */ (ts))) md += `| ${level} | ${k} | ${v.stallFree} | ${v.errors} | ${v.lostOrReordered} | ${f(v.gapP99)} | ${f(v.gapMax, 0)} | ${f(v.busyTarget * 100, 0)}% | ${f(v.busyLoad * 100, 0)}% | ${v.sustained ? 'yes' : 'no'} |\n`;
   }
   md += `\n## Memory\n\n| target | RSS idle (MB) | RSS peak under load (MB) | RSS after load (MB) | heap / idle open stream (KB) | RSS / idle open stream (KB) |\n|---|---:|---:|---:|---:|---:|\n`;
-  for (const k of ['B', 'C', 'C_session', 'D']) {
+  for (const k of ['B', 'F', 'C', 'C_session', 'D']) {
     const x = r.memory[k];
+    if (!x) continue;
     const base = r.memory[k.split('_')[0]];
-    md += `| ${k} | ${mb(base.rssIdle)} | ${mb(base.rssLoad)} | ${mb(base.rssAfter)} | ${kb(x.idleStreams.heapPerStreamB)} | ${kb(x.idleStreams.rssPerStreamB)} |\n`;
+    md += `| ${k} | ${mb(base.rssIdle)} | ${mb(base.rssLoad)} | ${mb(base.rssAfter)} | ${kb(x.idleStreams?.heapPerStreamB)} | ${kb(x.idleStreams?.rssPerStreamB)} |\n`;
   }
   md += `\nEmpty sessions (C): ${r.memory.C.sessions.n} created, heap ${f(r.memory.C.sessions.heapPerSessionB, 0)} B per session — ${r.memory.C.sessions.cache}.\n`;
+  if (r.floors) md += floorsMarkdown(r);
   return md.replace('`streamTokens`', String(r.meta.streamTokens ?? 'n/a'));
+}
+
+/**
+ * What the targets cannot go below on this machine, from this run: F (the floor gateway) measured
+ * beside the targets, and the floor scripts run on the target core after the cells.
+ */
+function floorsMarkdown(/** @type {any} */ r) {
+  const c1 = r.cells['ns-c1'].targets;
+  const s1 = r.cells['st-c1'].targets;
+  const c50 = r.cells['ns-c50'].targets;
+  const fl = r.floors;
+  const minTurnMs = (fl.sqliteTurnCpuUs['minimal turn (1 commit)'] ?? NaN) / 1000;
+  const parleyTurnMs = (fl.sqliteTurnCpuUs['parley turn, stream:false (3 reads, 1 commit)'] ?? NaN) / 1000;
+  const heapFloorKB = Object.values(/** @type {Record<string, number>} */ (fl.streamHeapKB)).reduce((a, b) => a + b, 0);
+  const libsMB = Object.entries(/** @type {Record<string, number>} */ (fl.rssMB)).find(([k]) => k.startsWith("+ Parley's libraries"))?.[1] ?? NaN;
+  const verdict = (/** @type {number} */ bound, /** @type {number} */ target) => (bound > target ? '**out of reach**: the floor is above the target' : 'within reach of the floor');
+  const rows = [
+    ['CPU per non-streaming request, c=50, C ≤ D / 10', `D / 10 = ${f(c50.D.cpuPerReqMs / 10, 3)} ms; the minimal relay B itself uses ${f(c50.B.cpuPerReqMs, 3)} ms, direct A ${f(c50.A.cpuPerReqMs, 3)} ms`, verdict(c50.B.cpuPerReqMs, c50.D.cpuPerReqMs / 10)],
+    ['CPU per non-streaming request, c=50, C0 ≤ 1.5 × B', `F = ${f(c50.F.cpuPerReqMs, 3)} ms = ${f(ratio(c50.F.cpuPerReqMs, c50.B.cpuPerReqMs))} × B (target ${f(1.5 * c50.B.cpuPerReqMs, 3)} ms); C0 − F = ${f(c50.C0.cpuPerReqMs - c50.F.cpuPerReqMs, 3)} ms is Parley's own pipeline`, verdict(c50.F.cpuPerReqMs, 1.5 * c50.B.cpuPerReqMs)],
+    ['CPU per non-streaming request, c=50, C ≤ 1.5 × B (a session turn)', `F + the least durable turn (one commit, ${f(minTurnMs * 1000, 0)} µs) = ${f(c50.F.cpuPerReqMs + minTurnMs, 3)} ms (target ${f(1.5 * c50.B.cpuPerReqMs, 3)} ms); Parley's turn SQL alone, without Kysely: ${f(parleyTurnMs * 1000, 0)} µs`, verdict(c50.F.cpuPerReqMs + minTurnMs, 1.5 * c50.B.cpuPerReqMs)],
+    ['added latency c=1, C ≤ 1.2 × B (a session turn: its commit is on the reply\'s path)', `F's added latency + the least durable turn = ${f(c1.F.added.p50 + minTurnMs)} ms (target ${f(1.2 * c1.B.added.p50)} ms)`, verdict(c1.F.added.p50 + minTurnMs, 1.2 * c1.B.added.p50)],
+    ['added time to first token c=1, C ≤ 1.2 × B (the turn is stored before the first chunk)', `F's added TTFT + the least durable write = ${f(s1.F.addedTtft.p50 + minTurnMs)} ms (target ${f(1.2 * s1.B.addedTtft.p50)} ms)`, verdict(s1.F.addedTtft.p50 + minTurnMs, 1.2 * s1.B.addedTtft.p50)],
+    ['heap per idle open stream ≤ 5 KB', `node:http holding one streaming response + undici holding one upstream response = ${f(heapFloorKB)} KB (${Object.entries(fl.streamHeapKB).map(([k, v]) => `${k}: ${f(/** @type {number} */ (v))} KB`).join('; ')})`, verdict(heapFloorKB, 5)],
+    ['idle RSS ≤ 65 MB', `the prescribed libraries loaded, nothing else: ${f(libsMB, 1)} MB; F idle: ${mb(r.memory.F?.rssIdle ?? NaN)} MB; ${Object.entries(fl.rssMB).map(([k, v]) => `${k}: ${f(/** @type {number} */ (v), 1)} MB`).join('; ')}`, verdict(libsMB, 65)],
+  ];
+  let md = `\n## Floors measured in this run\n\nF runs in every cell beside the targets; the floor scripts (\`bench/sqlite-floor.mjs\`, \`stream-heap-floor.mjs\`, \`rss-floor.mjs\`) ran on the target core after the cells. A bound adds floors of parts every implementation needs; above the target means no implementation on these libraries meets it here.\n\n| target | floor from this run | |\n|---|---|---|\n`;
+  for (const [what, floorText, v] of rows) md += `| ${what} | ${floorText} | ${v} |\n`;
+  return md;
 }
 
 export function writeReport(/** @type {any} */ r, /** @type {string} */ dir, /** @type {string} */ base, /** @type {{ png: boolean }} */ o) {
@@ -131,7 +165,8 @@ export function writeReport(/** @type {any} */ r, /** @type {string} */ dir, /**
       try {
         execFileSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${join(dir, `${base}.png`)}`, '--window-size=900,380', `file://${join(dir, `${base}.svg`)}`], { stdio: 'ignore', timeout: 60_000 });
         png = existsSync(join(dir, `${base}.png`));
-      } catch {
+      } catch (e) {
+        console.warn(`no PNG chart (the SVG is written): ${/** @type {Error} */ (e).message}`);
         png = false;
       }
     }

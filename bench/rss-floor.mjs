@@ -4,7 +4,7 @@
  * loads at start (Fastify, pino, Kysely over better-sqlite3 with a file open, undici, prom-client,
  * zod) and, as a second step, gpt-tokenizer (loaded by the first session turn that needs a
  * count), then idles. Compare with the minimal relay (node:http + undici) and with Parley's idle
- * RSS in bench/results/latest.md. Usage: node bench/rss-floor.mjs
+ * RSS in bench/results/latest.md. Usage: node bench/rss-floor.mjs [--json]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,4 +28,5 @@ for (const [name, code] of Object.entries(steps)) {
   rows.push([name, Number(r.stdout.trim()) / 1024]);
 }
 rmSync(dir, { recursive: true, force: true });
-for (const [name, mb] of rows) console.log(`${mb.toFixed(1).padStart(7)} MB  ${name}`);
+if (process.argv.includes('--json')) console.log(JSON.stringify(Object.fromEntries(rows)));
+else for (const [name, mb] of rows) console.log(`${mb.toFixed(1).padStart(7)} MB  ${name}`);

@@ -8,7 +8,7 @@
  *   node bench/run.mjs           full run (< 10 min)
  *   node bench/run.mjs --quick   smoke run (< 1 min), no thresholds enforced
  */
-import { execSync } from 'node:child_process';
+import { execFileSync, execSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -106,6 +106,13 @@ const parley = spawnPinned({
 });
 children.push(parley);
 
+// F: the floor of a gateway on the libraries Parley must use, with only what every request of C0
+// must do (Fastify, the body parsed, one access-log line, the API-key check, two metrics).
+// Full runs only: the quick smoke run stays under a minute.
+const floorPort = await freePort();
+const floor = quick ? undefined : spawnPinned({ core: TARGET_CORE, args: [...probeArgs, join(ROOT, 'bench/floor-gateway.mjs'), String(floorPort), simUrl, 'metrics', parleyDb], env, log: join(tmp, 'floor.log') });
+if (floor) children.push(floor);
+
 const portkeyPort = await freePort();
 const portkey = spawnPinned({
   core: TARGET_CORE,
@@ -119,6 +126,7 @@ await Promise.all([
   waitHttp(`http://127.0.0.1:${relayPort}/api/version`),
   waitHttp(`http://127.0.0.1:${parleyPort}/`),
   waitHttp(`http://127.0.0.1:${portkeyPort}/`),
+  ...(floor ? [waitHttp(`http://127.0.0.1:${floorPort}/api/version`)] : []),
 ]);
 log(`sim ${simUrl}, relay :${relayPort}, parley :${parleyPort}, portkey :${portkeyPort}`);
 
@@ -132,6 +140,8 @@ const TARGETS = [
   // The same Parley process, asked as a stock Ollama client asks (no session_id): what the gateway
   // costs without the session turn's storage (not a target of its own; it shows where C's cost is).
   { key: 'C0', label: 'C0 Parley, no session', pid: /** @type {number} */ (parley.pid), spec: { name: 'C0', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A' },
+  // Not a target of its own either: what no gateway on these libraries can go below (bench/floor-gateway.mjs).
+  ...(floor ? [{ key: 'F', label: 'F floor gateway', pid: /** @type {number} */ (floor.pid), spec: { name: 'F', url: `http://127.0.0.1:${floorPort}`, wire: /** @type {const} */ ('ollama'), headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A' }] : []),
   {
     key: 'D', label: 'D Portkey', pid: /** @type {number} */ (portkey.pid), direct: 'A_oai',
     spec: { name: 'D', url: `http://127.0.0.1:${portkeyPort}`, wire: 'openai', headers: { 'x-portkey-provider': 'ollama', 'x-portkey-custom-host': simUrl } },
@@ -258,7 +268,7 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
 {
   const interval = 20;
   await simOptions({ ttftMs: 0, tokenIntervalMs: interval, replyTokens: P.streamTokens });
-  const streamTargets = TARGETS.filter((t) => t.key !== 'A_oai');
+  const streamTargets = TARGETS.filter((t) => t.key !== 'A_oai' && t.key !== 'F');
   // Warm-up: new connections and cold code paths stall the first streams of a fresh process.
   if (!quick) for (const t of streamTargets) await measure(t, { concurrency: Math.min(200, P.levels[0]), maxRequests: Math.min(200, P.levels[0]), durationMs: 2000, rampMs: 500, stream: true, replyTokens: P.streamTokens, intervalMs: interval });
   for (const level of P.levels) {
@@ -298,6 +308,7 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
   const n = P.idleStreams;
   /** @type {Array<[string, T, boolean]>} */
   const cases = [['B', byKey.B, false], ['C', byKey.C, false], ['C_session', byKey.C, true], ['D', byKey.D, false]];
+  if (byKey.F) cases.splice(1, 0, ['F', byKey.F, false]);
   for (const [name, t, withSession] of cases) {
     const spec = { target: t.spec, stream: true, concurrency: n, maxRequests: n, durationMs: 1000, replyTokens: 3, intervalMs: 0, sessions: withSession ? { fraction: 1, prefix: `idle${name}`, turnsPerSession: 1 } : undefined };
     await call(loadgen, { op: 'openIdle', spec: { ...spec, concurrency: 4 }, n: 4, timeoutMs: 10_000 });
@@ -326,6 +337,23 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
     results.memory[t.key].rssLoad = rssPeak[t.key];
     results.memory[t.key].rssAfter = rss(t.pid);
   }
+}
+
+// ---------------------------------------------------------------- floors (full run)
+// Measured on the target core after every cell, when nothing else runs: what the targets above
+// cannot go below on this machine (bench/sqlite-floor.mjs, stream-heap-floor.mjs, rss-floor.mjs).
+if (!quick) {
+  const floorRun = (/** @type {string} */ script, /** @type {string[]} */ nodeArgs = []) => {
+    const argv = [...nodeArgs, join(ROOT, script), '--json'];
+    const text = HAS_TASKSET ? execFileSync('taskset', ['-c', String(TARGET_CORE), process.execPath, ...argv], { cwd: ROOT, encoding: 'utf8' }) : execFileSync(process.execPath, argv, { cwd: ROOT, encoding: 'utf8' });
+    return JSON.parse(text.trim().split('\n').at(-1) ?? '{}');
+  };
+  results.floors = {
+    sqliteTurnCpuUs: floorRun('bench/sqlite-floor.mjs'),
+    streamHeapKB: floorRun('bench/stream-heap-floor.mjs', ['--expose-gc']),
+    rssMB: floorRun('bench/rss-floor.mjs'),
+  };
+  log(`floors: ${JSON.stringify(results.floors)}`);
 }
 
 // ---------------------------------------------------------------- output

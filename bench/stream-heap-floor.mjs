@@ -5,7 +5,7 @@
  * response open (upstream side). A gateway holds both for each idle stream, so their sum is the
  * least any Node gateway on these libraries can use per idle stream (issue 3's target: ≤ 5 KB).
  *
- *   node --expose-gc bench/stream-heap-floor.mjs [streams=1000]
+ *   node --expose-gc bench/stream-heap-floor.mjs [streams=1000] [--json]
  *
  * The other end of every connection is a child process, so only this process's side is measured.
  */
@@ -15,7 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { Pool } from 'undici';
 
-const N = Number(process.argv[2] ?? '1000');
+const N = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? '1000');
+const JSON_OUT = process.argv.includes('--json');
+/** @type {Record<string, number>} KB of heap per stream, by side */
+const floor = {};
 const role = process.env.FLOOR_ROLE;
 
 if (role === 'peer') {
@@ -77,7 +80,7 @@ if (role === 'peer') {
     await next(client, 'opened');
     await new Promise((r) => setTimeout(r, 300));
     const after = heap();
-    console.log(`node:http, one idle streaming response held open: ${((after - before) / N / 1024).toFixed(2)} KB heap per stream (${N} streams)`);
+    floor['node:http, one idle streaming response held open'] = (after - before) / N / 1024;
     client.kill();
     for (const r of held) r.destroy();
     server.close();
@@ -105,10 +108,12 @@ if (role === 'peer') {
     const opened = await Promise.all(held);
     await new Promise((r) => setTimeout(r, 300));
     const after = heap();
-    console.log(`undici Pool.request, one idle upstream response held open: ${((after - before) / N / 1024).toFixed(2)} KB heap per stream (${N} streams)`);
+    floor['undici Pool.request, one idle upstream response held open'] = (after - before) / N / 1024;
     for (const o of opened) o.ac.abort();
     up.kill();
     await pool.destroy();
   }
+  if (JSON_OUT) console.log(JSON.stringify(floor));
+  else for (const [what, kb] of Object.entries(floor)) console.log(`${what}: ${kb.toFixed(2)} KB heap per stream (${N} streams)`);
   process.exit(0);
 }
