@@ -64,7 +64,7 @@ describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
       database.db
         .selectFrom('messages')
         .innerJoin('sessions', 'sessions.conversation_id', 'messages.conversation_id')
-        .select(['messages.role', 'messages.content', 'messages.thinking', 'messages.images', 'messages.tool_calls', 'messages.tool_name', 'messages.status', 'messages.seq', 'messages.tokens', 'messages.tokens_exact', 'messages.done_reason', 'messages.prompt_tokens', 'messages.completion_tokens'])
+        .select(['messages.role', 'messages.content', 'messages.thinking', 'messages.images', 'messages.tool_calls', 'messages.tool_name', 'messages.status', 'messages.seq', 'messages.tokens', 'messages.tokens_exact', 'messages.done_reason', 'messages.prompt_tokens', 'messages.completion_tokens', 'messages.total_duration_ns', 'messages.load_duration_ns', 'messages.prompt_eval_duration_ns', 'messages.eval_duration_ns'])
         .where('sessions.id', '=', id)
         .orderBy('messages.seq')
         .execute();
@@ -72,6 +72,10 @@ describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
     expect(deferredRows).toHaveLength(9);
     expect(deferredRows).toEqual(await rows('begun'));
     expect((await service.get('deferred'))?.session.title).toBe('one');
+    // The cached history is current after a deferred turn: the next turn reads nothing again.
+    const version = await new SqlSessionStore(database).historyVersion('deferred');
+    expect(service.historyCache.peek('deferred')?.version).toEqual(version);
+    expect(version?.messageCount).toBe(9);
   });
 
   it('begins a deferred turn at its first partial save, so a long stream:false reply is stored incomplete while it runs', async () => {

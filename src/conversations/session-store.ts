@@ -148,7 +148,9 @@ export interface SessionStore {
   /**
    * `beginTurn` and `completeTurn` in one transaction, for a turn whose reply ended before any
    * of it had to be stored (a `stream:false` reply within one partial-save interval): `finalOf`
-   * makes the final state from the begun turn's ids. One commit instead of two.
+   * makes the final state from the turn's ids, which may be provisional (negative for the new
+   * messages, 0 for the reply) and are replaced by the stored ones in the result. One commit
+   * instead of two, and fewer statements.
    */
   recordTurn(input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn>;
   /**

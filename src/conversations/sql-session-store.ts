@@ -6,7 +6,7 @@ import { storageOperation } from '../storage/storage-error.js';
 import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, RecordedTurn, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { toStoredMessage } from './sql-session-rows.js';
 import { ensureIn, readSession } from './sql-session-queries.js';
-import { beginTurnIn, completeTurnIn } from './sql-turn-queries.js';
+import { beginTurnIn, completeTurnIn, recordTurnIn } from './sql-turn-queries.js';
 
 type Db = Kysely<DatabaseSchema>;
 
@@ -93,16 +93,9 @@ export class SqlSessionStore implements SessionStore {
     return this.run('completeTurn', () => writeTransaction(this.database, (trx) => completeTurnIn(trx, assistantMessageId, input)));
   }
 
-  /** One write transaction: `beginTurnIn`, then `completeTurnIn` with what `finalOf` makes of the begun turn. */
+  /** One write transaction (`recordTurnIn`, sql-turn-queries.ts). */
   recordTurn(input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn> {
-    return this.run('recordTurn', () =>
-      writeTransaction(this.database, async (trx) => {
-        const turn = await beginTurnIn(trx, input);
-        const final = finalOf(turn);
-        await completeTurnIn(trx, turn.assistantMessageId, final);
-        return { turn, final };
-      }),
-    );
+    return this.run('recordTurn', () => writeTransaction(this.database, (trx) => recordTurnIn(trx, input, finalOf)));
   }
 
   historyVersion(sessionId: string): Promise<HistoryVersion | undefined> {

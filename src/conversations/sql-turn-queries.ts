@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
 import type { DatabaseSchema } from '../storage/schema.js';
-import type { BegunTurn, BeginTurnInput, CompleteTurnInput, MessageStatus } from './session-store.js';
+import type { BegunTurn, BeginTurnInput, CompleteTurnInput, MessageStatus, MessageTokenCount, RecordedTurn, ReplyMetrics } from './session-store.js';
 import { inputColumns } from './sql-session-rows.js';
 import { activateOrCreate, setAutoTitle, setTokens } from './sql-session-queries.js';
 
@@ -74,4 +74,49 @@ export async function completeTurnIn(trx: Db, assistantMessageId: number, input:
   }
   const conv = await sql<{ title: string | null }>`update conversations set updated_at = ${input.now} where id = ${conversationId} returning title`.execute(trx);
   if (complete && conv.rows[0] !== undefined && conv.rows[0].title === null) await setAutoTitle(trx, conversationId);
+}
+
+/**
+ * A whole turn in three statements (one more for a new session, two when the title must be looked
+ * up): the session row update, one insert of the new messages and the final reply with their
+ * token counts, and one update of the conversation's counters, time and title. `finalOf` runs
+ * before the rows exist, with provisional ids (-1, -2, … for the new messages, 0 for the reply)
+ * that are replaced by the stored ids in what it returns; it is what `beginTurnIn` then
+ * `completeTurnIn` would store, in one statement each fewer.
+ */
+export async function recordTurnIn(trx: Db, input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn> {
+  const { sessionId, model, messages, now } = input;
+  const provisionalIds = messages.map((_, i) => -1 - i);
+  const conversationId = await activateOrCreate(trx, sessionId, model, now);
+  const provisional = finalOf({ sessionId, model, messages, assistantMessageId: 0, assistantSeq: 0, messageIds: provisionalIds, conversationId, messageCount: 0 });
+  const tokensOf = new Map((provisional.tokens ?? []).map((t) => [t.id, t]));
+  const m = provisional.metrics;
+  const toolCalls = provisional.toolCalls === undefined ? null : JSON.stringify(provisional.toolCalls);
+  type Row = ReturnType<typeof inputColumns> & { status: MessageStatus; updatedAt: string; tokens: MessageTokenCount | undefined; metrics: ReplyMetrics | null };
+  const rows: Row[] = messages.map((msg, i) => ({ ...inputColumns(msg), status: 'complete', updatedAt: now, tokens: tokensOf.get(provisionalIds[i]!), metrics: null }));
+  rows.push({ role: 'assistant', content: provisional.content, thinking: provisional.thinking ?? null, images: null, tool_calls: toolCalls, tool_name: null, tool_call_id: null, status: provisional.status, updatedAt: provisional.now, tokens: tokensOf.get(0), metrics: m });
+  const int = (v: number | null | undefined) => sql`cast(${v ?? null} as integer)`;
+  const big = (v: number | null | undefined) => sql`cast(${v ?? null} as bigint)`;
+  const stored: Array<{ id: number; seq: number }> = [];
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK_ROWS) {
+    const selects = rows.slice(i, i + INSERT_CHUNK_ROWS).map(
+      (r, k) =>
+        sql`select ${conversationId}, ${model}, ${now}, ${r.updatedAt}, ${r.role}, ${r.content}, ${r.thinking}, ${r.images}, ${r.tool_calls}, ${r.tool_name}, ${r.tool_call_id}, top.s + ${k + 1}, ${r.status}, ${int(r.tokens?.tokens)}, ${int(r.tokens?.exact ? 1 : 0)}, ${r.metrics?.doneReason ?? null}, ${int(r.metrics?.promptTokens)}, ${int(r.metrics?.completionTokens)}, ${big(r.metrics?.totalDurationNs)}, ${big(r.metrics?.loadDurationNs)}, ${big(r.metrics?.promptEvalDurationNs)}, ${big(r.metrics?.evalDurationNs)} from top`,
+    );
+    const inserted = await sql<{ id: number | string; seq: number | string }>`with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ${conversationId})
+insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status, tokens, tokens_exact, done_reason, prompt_tokens, completion_tokens, total_duration_ns, load_duration_ns, prompt_eval_duration_ns, eval_duration_ns)
+${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
+    stored.push(...inserted.rows.map((r) => ({ id: Number(r.id), seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq));
+  }
+  const reply = stored.pop();
+  if (reply === undefined || stored.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
+  const complete = provisional.status === 'complete';
+  const title = complete && provisional.titleIfUntitled !== undefined ? sql`coalesce(title, ${provisional.titleIfUntitled})` : sql`title`;
+  const counted = await sql<{ message_count: number | string; title: string | null }>`update conversations set message_count = message_count + ${rows.length}, model = ${model}, updated_at = ${provisional.now}, archived_at = null, title = ${title} where id = ${conversationId} returning message_count, title`.execute(trx);
+  const row = counted.rows[0];
+  if (complete && provisional.titleIfUntitled === undefined && row !== undefined && row.title === null) await setAutoTitle(trx, conversationId);
+  const realId = new Map<number, number>([[0, reply.id], ...provisionalIds.map((p, i): [number, number] => [p, stored[i]!.id])]);
+  const final: CompleteTurnInput = { ...provisional, tokens: provisional.tokens?.map((t) => ({ ...t, id: realId.get(t.id) ?? t.id })) };
+  const turn: BegunTurn = { sessionId, model, messages, assistantMessageId: reply.id, assistantSeq: reply.seq, messageIds: stored.map((r) => r.id), conversationId, messageCount: Number(row?.message_count ?? 0) };
+  return { turn, final };
 }
