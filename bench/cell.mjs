@@ -32,6 +32,7 @@ const CELLS = {
   'burst-c50': { stream: true, c: 50, n: 5000, ms: 1000, sim: { ttftMs: 0, tokenIntervalMs: 0, replyTokens: 200 } },
   // The report's chunk-gap cell: 100 streams at 50 tokens/s started over 1 s, gaps between chunks.
   'gap-100': { stream: true, c: 100, n: 100, ms: 5000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 100 } },
+  'gap-500': { stream: true, c: 500, n: 500, ms: 5000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 100 } },
 };
 const tmp = mkdtempSync(join(tmpdir(), 'parley-cell-'));
 /** @type {import('node:child_process').ChildProcess[]} */
@@ -99,7 +100,7 @@ for (const id of cellsWanted) {
   const cell = CELLS[/** @type {keyof typeof CELLS} */ (id)];
   sim.send({ op: 'options', options: cell.sim, seq: 1 });
   await firstMessage(sim, (m) => m?.op === 'options-ok');
-  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number, gapP99: number[] }>} */
+  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number, gapP99: number[], gapMax: number[] }>} */
   const acc = {};
   for (let round = -1; round < ROUNDS; round++) {
     for (const t of targets) {
@@ -108,8 +109,9 @@ for (const id of cellsWanted) {
       const r = /** @type {any} */ (await call(loadgen, { op: 'run', spec }, 120_000));
       const c1 = cpuTicks(/** @type {number} */ (t.pid));
       if (round < 0) continue;
-      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0, gapP99: [] });
+      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0, gapP99: [], gapMax: [] });
       if (r.gaps) a.gapP99.push(r.gaps.p99);
+      if (r.gaps) a.gapMax.push(r.gaps.max);
       a.lat.push(...r.latencies);
       a.ttft.push(...r.ttfts);
       a.cpu += ((c1 - c0) * 1000) / CLK_TCK;
@@ -122,7 +124,7 @@ for (const id of cellsWanted) {
   const a50 = p50(acc.A.lat);
   const t50 = p50(acc.A.ttft);
   for (const [k, a] of Object.entries(acc)) {
-    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs${a.gapP99.length ? ` gap p99 by round ${a.gapP99.map((g) => g.toFixed(1)).join(' ')} ms` : ''}`);
+    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs${a.gapP99.length ? ` gap p99 by round ${a.gapP99.map((g) => g.toFixed(1)).join(' ')} ms, max ${a.gapMax.map((g) => g.toFixed(0)).join(' ')} ms` : ''}`);
   }
 }
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
