@@ -84,6 +84,7 @@ app.post('/api/chat', async (request, reply) => {
     if (typeof parsed.model !== 'string') return reply.code(400).send({ error: 'model is required' });
     body = JSON.stringify(parsed);
   }
+  // From here the relay is B's own loop (bench/relay.mjs), line for line, so F − B is what the levels add.
   reply.hijack();
   const res = reply.raw;
   const ac = new AbortController();
