@@ -61,16 +61,17 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
       return;
     }
-    if (!begun && clientStream) {
+    if (!clientStream) {
+      // stream:false: nothing reaches the client before the end, so the turn is written when it
+      // ends (one transaction) or by its first partial save; a failed write stops the upstream.
+      if (recorder.beginFailure !== undefined) throw recorder.beginFailure;
+    } else if (!begun) {
       // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
       // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
       // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
       await recorder.stored();
       begun = true;
     }
-    // stream:false: nothing reaches the client before the end, so the turn is written when it
-    // ends (one transaction) or by its first partial save; a failed write stops the upstream.
-    if (recorder.beginFailure !== undefined) throw recorder.beginFailure;
     if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;

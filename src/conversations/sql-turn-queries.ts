@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import type { BegunTurn, BeginTurnInput, CompleteTurnInput, MessageStatus, MessageTokenCount, RecordedTurn, ReplyMetrics } from './session-store.js';
@@ -26,28 +26,13 @@ const INSERT_CHUNK_ROWS = 200;
 export async function beginTurnIn(trx: Db, input: BeginTurnInput): Promise<BegunTurn> {
   const { sessionId, model, messages, now } = input;
   const conversationId = await activateOrCreate(trx, sessionId, model, now);
-  const rows = messages.map((m) => ({ ...inputColumns(m), status: 'complete' as MessageStatus }));
-  rows.push({ role: 'assistant', content: '', thinking: null, images: null, tool_calls: null, tool_name: null, tool_call_id: null, status: 'incomplete' });
-  const ids: number[] = [];
-  let assistantSeq = 0;
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK_ROWS) {
-    const chunk = rows.slice(i, i + INSERT_CHUNK_ROWS);
-    const selects = chunk.map(
-      (r, k) =>
-        sql`select ${conversationId}, ${model}, ${now}, ${now}, ${r.role}, ${r.content}, ${r.thinking}, ${r.images}, ${r.tool_calls}, ${r.tool_name}, ${r.tool_call_id}, top.s + ${k + 1}, ${r.status} from top`,
-    );
-    const inserted = await sql<{ id: number | string; seq: number | string }>`with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ${conversationId})
-insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status)
-${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
-    // RETURNING order is not promised: order by seq.
-    const sorted = inserted.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-    ids.push(...sorted.map((r) => Number(r.id)));
-    assistantSeq = Number(sorted.at(-1)?.seq ?? 0);
-  }
-  const counted = await sql<{ message_count: number | string }>`update conversations set message_count = message_count + ${rows.length}, model = ${model}, updated_at = ${now}, archived_at = null where id = ${conversationId} returning message_count`.execute(trx);
-  const assistantMessageId = ids.pop();
-  if (assistantMessageId === undefined || ids.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
-  return { sessionId, model, messages, assistantMessageId, assistantSeq, messageIds: ids, conversationId, messageCount: Number(counted.rows[0]?.message_count ?? 0) };
+  const rows: TurnRow[] = messages.map((m) => ({ ...inputColumns(m), status: 'complete', updatedAt: now, tokens: undefined, metrics: null }));
+  rows.push({ role: 'assistant', content: '', thinking: null, images: null, tool_calls: null, tool_name: null, tool_call_id: null, status: 'incomplete', updatedAt: now, tokens: undefined, metrics: null });
+  const stored = await insertTurnRows(trx, conversationId, model, now, rows);
+  const counted = await countTurn(trx, conversationId, rows.length, model, now, sql`title`);
+  const reply = stored.pop();
+  if (reply === undefined || stored.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
+  return { sessionId, model, messages, assistantMessageId: reply.id, assistantSeq: reply.seq, messageIds: stored.map((r) => r.id), conversationId, messageCount: counted.messageCount };
 }
 
 /**
@@ -92,9 +77,29 @@ export async function recordTurnIn(trx: Db, input: BeginTurnInput, finalOf: (tur
   const tokensOf = new Map((provisional.tokens ?? []).map((t) => [t.id, t]));
   const m = provisional.metrics;
   const toolCalls = provisional.toolCalls === undefined ? null : JSON.stringify(provisional.toolCalls);
-  type Row = ReturnType<typeof inputColumns> & { status: MessageStatus; updatedAt: string; tokens: MessageTokenCount | undefined; metrics: ReplyMetrics | null };
-  const rows: Row[] = messages.map((msg, i) => ({ ...inputColumns(msg), status: 'complete', updatedAt: now, tokens: tokensOf.get(provisionalIds[i]!), metrics: null }));
+  const rows: TurnRow[] = messages.map((msg, i) => ({ ...inputColumns(msg), status: 'complete', updatedAt: now, tokens: tokensOf.get(provisionalIds[i]!), metrics: null }));
   rows.push({ role: 'assistant', content: provisional.content, thinking: provisional.thinking ?? null, images: null, tool_calls: toolCalls, tool_name: null, tool_call_id: null, status: provisional.status, updatedAt: provisional.now, tokens: tokensOf.get(0), metrics: m });
+  const stored = await insertTurnRows(trx, conversationId, model, now, rows);
+  const reply = stored.pop();
+  if (reply === undefined || stored.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
+  const complete = provisional.status === 'complete';
+  const title = complete && provisional.titleIfUntitled !== undefined ? sql`coalesce(title, ${provisional.titleIfUntitled})` : sql`title`;
+  const counted = await countTurn(trx, conversationId, rows.length, model, provisional.now, title);
+  if (complete && provisional.titleIfUntitled === undefined && counted.title === null) await setAutoTitle(trx, conversationId);
+  const realId = new Map<number, number>([[0, reply.id], ...provisionalIds.map((p, i): [number, number] => [p, stored[i]!.id])]);
+  const final: CompleteTurnInput = { ...provisional, tokens: provisional.tokens?.map((t) => ({ ...t, id: realId.get(t.id) ?? t.id })) };
+  const turn: BegunTurn = { sessionId, model, messages, assistantMessageId: reply.id, assistantSeq: reply.seq, messageIds: stored.map((r) => r.id), conversationId, messageCount: counted.messageCount };
+  return { turn, final };
+}
+
+/** A message row of a turn as inserted: the client's columns, status, time, token count and reply figures. */
+type TurnRow = ReturnType<typeof inputColumns> & { status: MessageStatus; updatedAt: string; tokens: MessageTokenCount | undefined; metrics: ReplyMetrics | null };
+
+/**
+ * Inserts a turn's rows after the conversation's last `seq` (read inside the same statement), at
+ * most INSERT_CHUNK_ROWS per statement; returns their ids and seqs in order.
+ */
+async function insertTurnRows(trx: Db, conversationId: string, model: string, now: string, rows: TurnRow[]): Promise<Array<{ id: number; seq: number }>> {
   const int = (v: number | null | undefined) => sql`cast(${v ?? null} as integer)`;
   const big = (v: number | null | undefined) => sql`cast(${v ?? null} as bigint)`;
   const stored: Array<{ id: number; seq: number }> = [];
@@ -106,17 +111,15 @@ export async function recordTurnIn(trx: Db, input: BeginTurnInput, finalOf: (tur
     const inserted = await sql<{ id: number | string; seq: number | string }>`with top as (select coalesce(max(seq), 0) as s from messages where conversation_id = ${conversationId})
 insert into messages (conversation_id, model, created_at, updated_at, role, content, thinking, images, tool_calls, tool_name, tool_call_id, seq, status, tokens, tokens_exact, done_reason, prompt_tokens, completion_tokens, total_duration_ns, load_duration_ns, prompt_eval_duration_ns, eval_duration_ns)
 ${sql.join(selects, sql` union all `)} returning id, seq`.execute(trx);
+    // RETURNING order is not promised: order by seq.
     stored.push(...inserted.rows.map((r) => ({ id: Number(r.id), seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq));
   }
-  const reply = stored.pop();
-  if (reply === undefined || stored.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
-  const complete = provisional.status === 'complete';
-  const title = complete && provisional.titleIfUntitled !== undefined ? sql`coalesce(title, ${provisional.titleIfUntitled})` : sql`title`;
-  const counted = await sql<{ message_count: number | string; title: string | null }>`update conversations set message_count = message_count + ${rows.length}, model = ${model}, updated_at = ${provisional.now}, archived_at = null, title = ${title} where id = ${conversationId} returning message_count, title`.execute(trx);
-  const row = counted.rows[0];
-  if (complete && provisional.titleIfUntitled === undefined && row !== undefined && row.title === null) await setAutoTitle(trx, conversationId);
-  const realId = new Map<number, number>([[0, reply.id], ...provisionalIds.map((p, i): [number, number] => [p, stored[i]!.id])]);
-  const final: CompleteTurnInput = { ...provisional, tokens: provisional.tokens?.map((t) => ({ ...t, id: realId.get(t.id) ?? t.id })) };
-  const turn: BegunTurn = { sessionId, model, messages, assistantMessageId: reply.id, assistantSeq: reply.seq, messageIds: stored.map((r) => r.id), conversationId, messageCount: Number(row?.message_count ?? 0) };
-  return { turn, final };
+  return stored;
+}
+
+/** Adds `added` messages to the conversation's count, un-archives it, sets its model, time and `title` (an SQL expression). */
+async function countTurn(trx: Db, conversationId: string, added: number, model: string, updatedAt: string, title: RawBuilder<unknown>): Promise<{ messageCount: number; title: string | null }> {
+  const r = await sql<{ message_count: number | string; title: string | null }>`update conversations set message_count = message_count + ${added}, model = ${model}, updated_at = ${updatedAt}, archived_at = null, title = ${title} where id = ${conversationId} returning message_count, title`.execute(trx);
+  const row = r.rows[0];
+  return { messageCount: Number(row?.message_count ?? 0), title: row?.title ?? null };
 }

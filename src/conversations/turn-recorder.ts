@@ -161,14 +161,6 @@ export class TurnRecorder {
     };
   }
 
-  /** The stored assistant message's id once the turn was begun (undefined if never begun or the insert failed). */
-  async assistantMessageId(): Promise<number | undefined> {
-    return this.begun?.then(
-      (t) => t.assistantMessageId,
-      () => undefined,
-    );
-  }
-
   private savePartial(): void {
     this.saveTimer = undefined;
     if (this.finished) return;
