@@ -35,7 +35,9 @@ describe('upstream killed mid-stream, then restarted', () => {
       config: { upstream: { healthIntervalMs: 5_000, healthIntervalDownMs: 500 }, sessions: { partialSaveIntervalMs: 50 } },
     });
     const pending = raw(p.url, '/api/chat', { body: { model: 'llama3.2', messages: [{ role: 'user', content: 'tell me a story' }], session_id: 'killed' } });
-    await new Promise((r) => setTimeout(r, 400));
+    // Mid-stream: the upstream has been answering for 300 ms (10 of its 60 tokens), however long
+    // Parley took to send it the request (the first session turn loads the tokenizer first).
+    await p.sim.waitFor((rs) => rs.some((q) => q.path === '/api/chat' && Date.now() - q.receivedAt >= 300));
     await p.sim.crash();
     const r = await pending;
     expect(r.status).toBe(200);
