@@ -27,27 +27,43 @@ export function replyReservation(endpoint: string, body: Record<string, unknown>
   return typeof np === 'number' && Number.isInteger(np) && np > 0 ? np : fallback;
 }
 
+/** Bytes of a reply's end that UsageMeter keeps: the final chunk's fields fit many times over. */
+const TAIL_BYTES = 4096;
+/** Chunks held (unless they pass 4 × TAIL_BYTES) before the oldest are dropped: a token stream's are small. */
+const TRIM_AT_CHUNKS = 64;
+
 /**
  * Reads the token counts from the last bytes of an Ollama reply (the final chunk, or the whole
  * body of a `stream:false` reply, ends with `prompt_eval_count` and `eval_count`). Only a bounded
- * tail is kept, so memory stays constant whatever the reply's length.
+ * tail is kept (the chunks that make up the last TAIL_BYTES, as received): nothing is decoded or
+ * copied per chunk, so a token stream costs one array slot per chunk, and memory stays constant
+ * whatever the reply's length.
  */
 export class UsageMeter {
-  private tail = '';
-  /** Bytes seen, for "did anything come back". */
-  bytes = 0;
+  private readonly chunks: Buffer[] = [];
+  /** Bytes held in `chunks`. */
+  private held = 0;
 
   push(chunk: Buffer): void {
-    this.bytes += chunk.length;
-    this.tail = (this.tail + chunk.toString('utf8')).slice(-4096);
+    this.chunks.push(chunk);
+    this.held += chunk.length;
+    // Now and then, drop the oldest chunks that the rest covers the tail without (one splice).
+    if (this.chunks.length < TRIM_AT_CHUNKS && this.held < 4 * TAIL_BYTES) return;
+    let drop = 0;
+    while (drop < this.chunks.length - 1 && this.held - this.chunks[drop]!.length >= TAIL_BYTES) this.held -= this.chunks[drop++]!.length;
+    this.chunks.splice(0, drop);
   }
 
   /** Counts of the last complete reply object, or undefined when the reply carried none. */
   counts(): { promptTokens: number; replyTokens: number; loadDurationNs: number | undefined } | undefined {
+    // latin1: one character per byte, so a multi-byte character cut at the tail's start cannot
+    // garble anything; the field names and digits searched for are ASCII.
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.held);
+    const tail = all.subarray(Math.max(0, all.length - TAIL_BYTES)).toString('latin1');
     const last = (field: string): number | undefined => {
-      const at = this.tail.lastIndexOf(field);
+      const at = tail.lastIndexOf(field);
       if (at < 0) return undefined;
-      const digits = /^\d+/.exec(this.tail.slice(at + field.length, at + field.length + 24));
+      const digits = /^\d+/.exec(tail.slice(at + field.length, at + field.length + 24));
       return digits ? Number(digits[0]) : undefined;
     };
     const prompt = last('"prompt_eval_count":');
