@@ -12,6 +12,10 @@ export interface ClientStreamLimits {
 }
 
 export const NDJSON = 'application/x-ndjson';
+
+/** What `write` returns when there is nothing to wait for. */
+const WRITTEN: Promise<void> = Promise.resolve();
+const noop = (): void => undefined;
 export const JSON_UTF8 = 'application/json; charset=utf-8';
 
 /**
@@ -113,14 +117,14 @@ export class HttpClientStream implements ClientStream {
    * (backpressure). Resolves at once if the client is gone.
    * @throws ParleyError PARLEY_ERR_STREAM_CLIENT_TOO_SLOW when this write cut the client off
    */
-  async write(chunk: string | Buffer, opts: { wait?: boolean } = {}): Promise<void> {
-    if (this.gone || chunk.length === 0) return;
+  write(chunk: string | Buffer, opts?: { wait?: boolean }): Promise<void> {
+    // Not async: a token stream's write returns the one settled promise instead of a new one.
+    if (this.gone || chunk.length === 0) return WRITTEN;
     const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1];
     this.endsWithNewline = last === 10;
     const ok = this.res.write(chunk);
-    if (opts.wait) {
-      if (!ok) await once(this.res, 'drain').catch(() => undefined);
-      return;
+    if (opts?.wait) {
+      return ok ? WRITTEN : once(this.res, 'drain').then(noop, noop);
     }
     const buffered = this.res.writableLength;
     if (buffered > this.limits.maxBufferedBytes) {
@@ -128,8 +132,9 @@ export class HttpClientStream implements ClientStream {
       this.limits.onCutOff?.(buffered);
       // Destroying the socket frees the buffer now; its 'close' aborts the upstream request.
       this.res.destroy();
-      throw new ParleyError('PARLEY_ERR_STREAM_CLIENT_TOO_SLOW', `the client read too slowly: more than ${this.limits.maxBufferedBytes} bytes waited for it (memory.streamBufferMaxBytes)`);
+      return Promise.reject(new ParleyError('PARLEY_ERR_STREAM_CLIENT_TOO_SLOW', `the client read too slowly: more than ${this.limits.maxBufferedBytes} bytes waited for it (memory.streamBufferMaxBytes)`));
     }
+    return WRITTEN;
   }
 
   /** Ends the response, optionally with a last chunk. */

@@ -12,6 +12,8 @@ export function passHeaders(res: Dispatcher.ResponseData, withLength: boolean): 
   return out;
 }
 
+const WAIT = { wait: true };
+
 /**
  * Relays an upstream response to the client byte for byte, each chunk as it arrives, with
  * backpressure (a slow client slows the upstream read, nothing piles up in memory). Headers go
@@ -27,7 +29,7 @@ export function passHeaders(res: Dispatcher.ResponseData, withLength: boolean): 
  */
 export async function relayRaw(upstream: Dispatcher.ResponseData, client: ClientStream, upstreamUrl: string, tap?: (chunk: Buffer) => void): Promise<void> {
   const startedEarly = client.started;
-  const wait = !String(upstream.headers['content-type'] ?? '').includes('ndjson');
+  const writeOpts = String(upstream.headers['content-type'] ?? '').includes('ndjson') ? undefined : WAIT;
   let first = true;
   let lastByte = 10;
   try {
@@ -38,7 +40,7 @@ export async function relayRaw(upstream: Dispatcher.ResponseData, client: Client
       }
       lastByte = chunk[chunk.length - 1] ?? lastByte;
       tap?.(chunk);
-      await client.write(chunk, { wait });
+      await client.write(chunk, writeOpts);
     }
   } catch (e) {
     if (client.gone || isParleyError(e)) throw e;

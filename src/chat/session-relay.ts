@@ -46,20 +46,22 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
   // Chunk lines of one upstream read, written to the client with one write (a burst of tokens in
   // one TCP read was one write per token: the largest part of Parley's per-token cost).
   let out = '';
-  const flush = async (): Promise<void> => {
-    if (out === '') return;
+  const flush = (): Promise<void> | undefined => {
+    if (out === '') return undefined;
     const text = out;
     out = '';
-    await client.write(text);
+    return client.write(text);
   };
 
-  const handle = async (line: string): Promise<void> => {
+  // The last chunk, an error line and the first chunk of a stream wait for storage; every other
+  // chunk is handled without a promise (most of a stream's chunks, at 50 tokens/s each its own read).
+  const handle = (line: string): Promise<void> | undefined => {
     let chunk: Record<string, unknown>;
     try {
       chunk = JSON.parse(line) as Record<string, unknown>;
     } catch {
       // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
-      return;
+      return undefined;
     }
     if (!clientStream) {
       // stream:false: nothing reaches the client before the end, so the turn is written when it
@@ -69,35 +71,45 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
       // Nothing of the reply reaches the client before the turn's rows exist: a crash right after
       // the first chunk still finds the turn (incomplete), and a turn that cannot be written is
       // answered 503 PARLEY_ERR_STORAGE_UNAVAILABLE with no reply text (the upstream is aborted).
-      await recorder.stored();
-      begun = true;
+      return recorder.stored().then(() => {
+        begun = true;
+        return handleParsed(chunk, line);
+      });
     }
+    return handleParsed(chunk, line);
+  };
+  const handleParsed = (chunk: Record<string, unknown>, line: string): Promise<void> | undefined => {
     if (clientStream) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;
-      await flush();
-      await finish('incomplete', null);
-      if (clientStream) client.end(line + '\n');
-      else client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_REJECTED', chunk.error, { status: 500 }));
-      return;
+      return (async () => {
+        await flush();
+        await finish('incomplete', null);
+        if (clientStream) client.end(line + '\n');
+        else client.fail(new ParleyError('PARLEY_ERR_UPSTREAM_REJECTED', chunk.error as string, { status: 500 }));
+      })();
     }
     recorder.add(chunk.message as Record<string, unknown> | undefined);
     if (chunk.done === true) {
       ended = true;
-      await flush();
-      await finish('complete', metricsFromChunk(chunk));
-      if (clientStream) client.end(line.slice(0, -1) + finalSuffix);
-      else client.sendWhole(200, headers(JSON_UTF8), JSON.stringify({ ...aggregate(chunk, recorder, opts.sessionId), ...opts.finalFields }));
-      return;
+      return (async () => {
+        await flush();
+        await finish('complete', metricsFromChunk(chunk));
+        if (clientStream) client.end(line.slice(0, -1) + finalSuffix);
+        else client.sendWhole(200, headers(JSON_UTF8), JSON.stringify({ ...aggregate(chunk, recorder, opts.sessionId), ...opts.finalFields }));
+      })();
     }
     if (clientStream) out += line.slice(0, -1) + suffix;
+    return undefined;
   };
 
   try {
     for await (const buf of upstream.body as AsyncIterable<Buffer>) {
       opts.tap?.(buf);
       for (const line of lines.push(buf)) {
-        if (!ended) await handle(line);
+        if (ended) break;
+        const pending = handle(line);
+        if (pending !== undefined) await pending;
       }
       await flush();
       if (ended) break;
