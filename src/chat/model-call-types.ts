@@ -1,6 +1,7 @@
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { SessionService } from '../conversations/session-service.js';
+import type { HistoryVersion } from '../conversations/session-store.js';
 import type { ThreadService } from '../conversations/thread-service.js';
 import type { SessionAccess } from '../conversations/session-access.js';
 import type { ContextService } from '../context/context-service.js';
@@ -29,6 +30,11 @@ export interface ModelCall {
   clientStream: boolean;
   /** Set for `/api/chat` turns with a session: the stored history is prepended and the turn stored. */
   sessionId?: string | undefined;
+  /**
+   * The session's history version as the ownership check read it just before (null: no such
+   * session yet), so the pipeline need not read it again; undefined: not read.
+   */
+  knownHistory?: HistoryVersion | null | undefined;
   /** Opted in to position updates (`X-Parley-Queue-Updates: 1`); only honoured when streaming. */
   queueUpdates: boolean;
   /** Client headers worth forwarding (Accept, User-Agent); never Host. */

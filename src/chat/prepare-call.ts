@@ -51,7 +51,8 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
   if (session !== undefined) {
     // The previous turn's token counts are written in the background: read history after them.
     await deps.context?.settled(session);
-    const stored = await deps.sessions.sendable(session);
+    const known = threaded ? undefined : call.knownHistory;
+    const stored = await deps.sessions.sendable(session, known);
     const history = stored.map(toWireMessage);
     const limits = deps.limits;
     if (limits) {
@@ -65,7 +66,7 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
       }
     }
     if (deps.context) {
-      const fitted = await deps.context.fit({ sessionId: session, model: call.model, options: body.options, stored, incoming: newMessages });
+      const fitted = await deps.context.fit({ sessionId: session, model: call.model, options: body.options, stored, incoming: newMessages, newSession: known === null });
       body.messages = fitted.messages;
       context = fitted.plan;
     } else {

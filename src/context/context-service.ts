@@ -55,11 +55,12 @@ export class ContextService {
 
   /**
    * The messages to send upstream for a session turn. Read `stored` after `settled(sessionId)`,
-   * so the previous turn's exact counts are in it.
+   * so the previous turn's exact counts are in it. `newSession`: the session does not exist yet
+   * (its context state is not read).
    * @throws ParleyError PARLEY_ERR_CONTEXT_TOO_LONG (400) when the system messages plus the new
    *   messages (plus the reply reserve) exceed the window; PARLEY_ERR_STORAGE_UNAVAILABLE
    */
-  async fit(input: { sessionId: string; model: string; options: unknown; stored: StoredMessage[]; incoming: MessageInput[] }): Promise<{ messages: MessageInput[]; plan: ContextPlan }> {
+  async fit(input: { sessionId: string; model: string; options: unknown; stored: StoredMessage[]; incoming: MessageInput[]; newSession?: boolean | undefined }): Promise<{ messages: MessageInput[]; plan: ContextPlan }> {
     const { estimator, store, summaries } = this.deps;
     const { sessionId, model } = input;
     const window = await this.deps.windows.resolve(model, input.options);
@@ -84,7 +85,8 @@ export class ContextService {
       }),
       ...incoming.filter((m) => m.early),
     ];
-    const state = summaries ? await store.get(sessionId) : undefined;
+    // A session that does not exist yet has no context state to read.
+    const state = summaries && input.newSession !== true ? await store.get(sessionId) : undefined;
     const summary = state?.summary ?? null;
     const r = fitToWindow({
       history,
@@ -159,17 +161,20 @@ export class ContextService {
     const model = plan.model;
     const m = turn.complete ? turn.metrics : null;
     const overhead = Math.round(estimator.calibration(model).overheadTokens);
-    // The reply.
-    const rawContent = rawTextTokens(turn.content);
+    // The reply. Its raw count (the BPE pass over the whole reply, the larger part of this
+    // method's cost) is needed for an estimate, to split eval_count between thinking and content,
+    // and for calibration, which takes a sample of replies once the model is calibrated.
     const rawThinking = turn.thinking ? rawTextTokens(turn.thinking) : 0;
     const evalCount = m?.completionTokens ?? null;
     let reply: { tokens: number; exact: boolean };
     if (evalCount !== null && evalCount > 0) {
-      estimator.observe(model, { rawTokens: rawContent + rawThinking, messages: 0, exactTokens: evalCount });
+      const learn = estimator.wantsReplySample(model);
+      const rawContent = learn || rawThinking > 0 ? rawTextTokens(turn.content) : 0;
+      if (learn) estimator.observe(model, { rawTokens: rawContent + rawThinking, messages: 0, exactTokens: evalCount });
       const share = rawThinking > 0 ? rawContent / (rawContent + rawThinking) : 1;
       reply = { tokens: Math.round(evalCount * share) + overhead, exact: rawThinking === 0 };
     } else {
-      reply = { tokens: estimator.fromRaw(model, rawContent, 1), exact: false };
+      reply = { tokens: estimator.fromRaw(model, rawTextTokens(turn.content), 1), exact: false };
     }
     // The new messages.
     const prompt = m?.promptTokens ?? null;

@@ -141,6 +141,16 @@ describe('TokenEstimator on a fixed corpus', () => {
     expect(est.calibration('other')).toEqual({ ratio: 1, overheadTokens: 0, observations: 0 });
   });
 
+  it('observes every reply until a model is calibrated, then one in eight, per model', () => {
+    const est = new TokenEstimator();
+    const sampled = (model: string, n: number) => Array.from({ length: n }, () => est.wantsReplySample(model)).filter(Boolean).length;
+    expect(sampled('m', 50)).toBe(50);
+    for (let i = 0; i < 300; i++) est.observe('m', { rawTokens: 10, messages: 1, exactTokens: 14 });
+    expect(sampled('m', 800)).toBe(100);
+    // Another model is not calibrated by m's observations.
+    expect(sampled('other', 20)).toBe(20);
+  });
+
   it('counts tool calls and does not throw on text that looks like special tokens', () => {
     const est = new TokenEstimator();
     const plain = est.estimate('m', { role: 'assistant', content: '' });

@@ -52,6 +52,10 @@ const RATIO_BOUNDS = [0.2, 5] as const;
 /** Weight of the prior that the per-message overhead is the default, in messages. */
 const PRIOR_MESSAGES = 50;
 const OVERHEAD_BOUNDS = [0, 64] as const;
+/** Weighted observations after which replies are sampled (wantsReplySample). */
+const REPLY_SAMPLING_AFTER = 200;
+/** Once sampling, one reply in this many is observed. */
+const REPLY_SAMPLE_EVERY = 8;
 
 /**
  * Raw token count of a message's text with gpt-tokenizer (o200k_base BPE): `content`, plus the
@@ -74,6 +78,8 @@ export function rawTextTokens(text: string): number {
 /** Weighted least-squares sums for `y = ratio·x + overhead·k` (x raw tokens, k messages, y exact tokens). */
 class Fit {
   n = 0;
+  /** Replies seen since the last sampled one (wantsReplySample). */
+  replies = 0;
   sxx = 0;
   sxk = 0;
   skk = 0;
@@ -151,6 +157,19 @@ export class TokenEstimator {
   /** Tokens of generated text (`eval_count`-like: no per-message overhead). */
   estimateText(model: string, text: string): number {
     return Math.round(this.calibration(model).ratio * rawTextTokens(text));
+  }
+
+  /**
+   * Whether the next reply of `model` should be observed: every one until the model's figures
+   * rest on REPLY_SAMPLING_AFTER observations, then one in REPLY_SAMPLE_EVERY (the BPE count of a
+   * long reply costs more than the rest of the turn's accounting; a sample fits the same line).
+   */
+  wantsReplySample(model: string): boolean {
+    const key = normalizeModelName(model);
+    const fit = this.fits.get(key);
+    if (fit === undefined || fit.n < REPLY_SAMPLING_AFTER) return true;
+    fit.replies = (fit.replies + 1) % REPLY_SAMPLE_EVERY;
+    return fit.replies === 0;
   }
 
   /**

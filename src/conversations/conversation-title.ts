@@ -17,3 +17,12 @@ export function autoTitle(firstUserMessage: string): string | null {
   if (space >= (AUTO_TITLE_MAX_CHARS * 2) / 3) cut = cut.slice(0, space);
   return cut.replace(/[\s.,;:!?-]+$/, '') + '…';
 }
+
+/**
+ * The automatic title of a conversation whose first messages are `messages` (its first user
+ * message's), or undefined when they hold no user message.
+ */
+export function firstTurnTitle(messages: ReadonlyArray<{ role: string; content: string }>): string | null | undefined {
+  const first = messages.find((m) => m.role === 'user');
+  return first === undefined ? undefined : autoTitle(first.content);
+}

@@ -1,7 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import { ParleyError } from '../errors/parley-error.js';
-import type { Database } from '../storage/database.js';
+import { writeStatements, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
+import type { HistoryVersion } from './session-store.js';
 import { storageUnavailable } from '../storage/storage-error.js';
 
 /** Who asks, as far as ownership goes (an API key's id and whether it is an admin key); undefined = anonymous. */
@@ -18,6 +19,8 @@ export interface SessionAccessState {
   deletedAt: string | null;
   /** The API key that created it (`session_owners`), if any. */
   ownerKeyId: string | undefined;
+  /** Its stored history's version as of this read (SessionStore.historyVersion); undefined when no session row exists. */
+  history: HistoryVersion | undefined;
 }
 
 /**
@@ -34,7 +37,7 @@ export class SessionAccess {
   private readonly db: Kysely<DatabaseSchema>;
 
   constructor(
-    database: Database,
+    private readonly database: Database,
     private readonly now: () => Date,
   ) {
     this.db = database.db;
@@ -47,13 +50,14 @@ export class SessionAccess {
    */
   async state(sessionId: string): Promise<SessionAccessState> {
     try {
-      const r = await sql<{ found: number | boolean; deleted_at: string | null; key_id: string | null }>`select sessions.id is not null as found, conversations.deleted_at, session_owners.key_id
+      const r = await sql<{ found: number | boolean; deleted_at: string | null; key_id: string | null; conversation_id: string | null; message_count: number | string | null; updated_at: string | null }>`select sessions.id is not null as found, conversations.deleted_at, session_owners.key_id, conversations.id as conversation_id, conversations.message_count, conversations.updated_at
 from (select cast(${sessionId} as text) as id) as asked
 left join sessions on sessions.id = asked.id
 left join conversations on conversations.id = sessions.conversation_id
 left join session_owners on session_owners.session_id = asked.id`.execute(this.db);
       const row = r.rows[0];
-      return { exists: Boolean(row?.found), deletedAt: row?.deleted_at ?? null, ownerKeyId: row?.key_id ?? undefined };
+      const history = row?.conversation_id == null || row.updated_at == null ? undefined : { conversationId: row.conversation_id, messageCount: Number(row.message_count), updatedAt: row.updated_at };
+      return { exists: Boolean(row?.found), deletedAt: row?.deleted_at ?? null, ownerKeyId: row?.key_id ?? undefined, history };
     } catch (e) {
       throw storageUnavailable('sessionAccess', e);
     }
@@ -80,19 +84,20 @@ left join session_owners on session_owners.session_id = asked.id`.execute(this.d
 
   /**
    * Before a chat continues or starts session `sessionId` (/api/chat, POST /api/sessions): claims
-   * an unused id for a keyed caller.
+   * an unused id for a keyed caller. Returns what it read (the pipeline reuses the history version).
    * @throws ParleyError PARLEY_ERR_SESSION_NOT_FOUND (404, `session 'x' not found`) when it is
    *   another key's (or was created without a key and the caller has one);
    *   PARLEY_ERR_CONVERSATION_DELETED (410) when its conversation is deleted
    */
-  async forChat(sessionId: string, caller: AccessCaller | undefined): Promise<void> {
+  async forChat(sessionId: string, caller: AccessCaller | undefined): Promise<SessionAccessState> {
     const state = await this.state(sessionId);
     const notFound = () => new ParleyError('PARLEY_ERR_SESSION_NOT_FOUND', `session '${sessionId}' not found`);
     if (!SessionAccess.visible(state, caller)) throw notFound();
     if (state.deletedAt !== null) throw deletedError(sessionId, state.deletedAt);
-    if (caller === undefined || state.ownerKeyId !== undefined || state.exists) return;
+    if (caller === undefined || state.ownerKeyId !== undefined || state.exists) return state;
     // Two keys racing for a new id: the first claim wins, the other is told it does not exist.
     if ((await this.claim(sessionId, caller.keyId)) !== caller.keyId) throw notFound();
+    return { ...state, ownerKeyId: caller.keyId };
   }
 
   /**
@@ -102,13 +107,14 @@ left join session_owners on session_owners.session_id = asked.id`.execute(this.d
    */
   async claim(sessionId: string, keyId: string): Promise<string | undefined> {
     try {
-      await this.db
-        .insertInto('session_owners')
-        .values({ session_id: sessionId, key_id: keyId, created_at: this.now().toISOString() })
-        .onConflict((oc) => oc.column('session_id').doNothing())
-        .execute();
-      const row = await this.db.selectFrom('session_owners').select('key_id').where('session_id', '=', sessionId).executeTakeFirst();
-      return row?.key_id;
+      // One statement when the id is free (RETURNING gives the row only when it was inserted),
+      // committed with the other writes of this moment (group commit on SQLite).
+      return await writeStatements(this.database, async (db) => {
+        const inserted = await sql<{ key_id: string }>`insert into session_owners (session_id, key_id, created_at) values (${sessionId}, ${keyId}, ${this.now().toISOString()}) on conflict (session_id) do nothing returning key_id`.execute(db);
+        if (inserted.rows[0] !== undefined) return inserted.rows[0].key_id;
+        const owner = await sql<{ key_id: string }>`select key_id from session_owners where session_id = ${sessionId}`.execute(db);
+        return owner.rows[0]?.key_id;
+      });
     } catch (e) {
       throw storageUnavailable('claimSession', e);
     }

@@ -53,6 +53,21 @@ describe.each(dialects)('SessionService history cache on $name', ({ open }) => {
     expect(stored?.session.title).toBe('one');
   });
 
+  it('titles a new conversation from its first user message only once an exchange completes, begun or deferred, from either process', async () => {
+    for (const deferred of [false, true]) {
+      const id = `titled-${deferred}`;
+      // An incomplete first turn leaves it untitled; the next complete turn (from a process that
+      // never saw the first) titles it from the conversation's first user message, not its own.
+      await turn(service, id, 'first question', false, true, deferred);
+      expect((await service.get(id))?.session.title).toBeNull();
+      await turn(other, id, 'second question', true, true, deferred);
+      expect((await service.get(id))?.session.title).toBe('first question');
+      // A complete first turn titles its conversation at once.
+      await turn(service, `${id}-2`, '  Plan   a trip ', true, true, deferred);
+      expect((await service.get(`${id}-2`))?.session.title).toBe('Plan a trip');
+    }
+  });
+
   it('stores a turn finished before it was begun (stream:false, one transaction) exactly as a begun one, counts and title included', async () => {
     for (const [id, deferred] of [['begun', false], ['deferred', true]] as const) {
       await turn(service, id, 'one', true, true, deferred);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ParleyError } from '../errors/parley-error.js';
 import type { Logger } from '../observability/logger.js';
-import type { BegunTurn, CompleteTurnInput, MessageInput, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
+import type { BegunTurn, CompleteTurnInput, HistoryVersion, MessageInput, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
 import { TurnRecorder, type TurnObserver } from './turn-recorder.js';
 import { HistoryCache, messageBytes, sameVersion } from './history-cache.js';
 import { autoTitle } from './conversation-title.js';
@@ -79,10 +79,14 @@ export class SessionService {
     return (await this.sendable(sessionId)).map(toWireMessage);
   }
 
-  /** The stored messages `history()` is made of (ids, seq, token counts), in order. */
-  async sendable(sessionId: string): Promise<StoredMessage[]> {
+  /**
+   * The stored messages `history()` is made of (ids, seq, token counts), in order. `known`: the
+   * history version the caller read just before (SessionAccess.forChat; null = no such session),
+   * instead of reading it again.
+   */
+  async sendable(sessionId: string, known?: HistoryVersion | null): Promise<StoredMessage[]> {
     const cache = this.historyCache;
-    const version = await this.store.historyVersion(sessionId);
+    const version = known === undefined ? await this.store.historyVersion(sessionId) : (known ?? undefined);
     if (version === undefined) {
       cache.delete(sessionId);
       return [];

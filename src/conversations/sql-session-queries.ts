@@ -34,17 +34,18 @@ export async function ensureIn(trx: Db, id: string, model: string, now: string):
 }
 
 /**
- * Makes the session active (the row lock on Postgres) and returns its conversation id, creating
- * both rows for a new session. Two transactions creating the same new session: the second one's
- * session insert waits for the first (Postgres) and then does nothing; it drops its own
- * conversation row and takes the winner's. (An archived conversation is un-archived by the
- * caller's counter update.)
+ * Makes the session active (the row lock on Postgres) and returns its conversation id, and
+ * whether this call created it (with the session), creating both rows for a new session. Two
+ * transactions creating the same new session: the second one's session insert waits for the
+ * first (Postgres) and then does nothing; it drops its own conversation row and takes the
+ * winner's. (An archived conversation is un-archived by the caller's counter update.)
  */
-export async function activateOrCreate(trx: Db, id: string, model: string, now: string): Promise<string> {
+export async function activateOrCreate(trx: Db, id: string, model: string, now: string): Promise<{ conversationId: string; created: boolean }> {
   const active = await sql<{ conversation_id: string }>`update sessions set status = 'active', archived_at = null, updated_at = ${now}, last_active_at = ${now} where id = ${id} returning conversation_id`.execute(trx);
   const existing = active.rows[0]?.conversation_id;
-  if (existing !== undefined) return existing;
-  return (await createSessionRows(trx, id, model, now)) ?? activateOrCreate(trx, id, model, now);
+  if (existing !== undefined) return { conversationId: existing, created: false };
+  const conversationId = await createSessionRows(trx, id, model, now);
+  return conversationId === undefined ? activateOrCreate(trx, id, model, now) : { conversationId, created: true };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from '../observability/logger.js';
-import { writeTransaction, type Database } from '../storage/database.js';
+import { writeStatements, writeTransaction, type Database } from '../storage/database.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import { storageOperation } from '../storage/storage-error.js';
 import type { BegunTurn, BeginTurnInput, CompleteTurnInput, HistoryVersion, RecordedTurn, SessionRecord, SessionStore, StoredMessage } from './session-store.js';
@@ -77,15 +77,12 @@ export class SqlSessionStore implements SessionStore {
    * partial save that lands after `completeTurn` cannot overwrite the final text.
    */
   savePartial(assistantMessageId: number, content: string, thinking: string | undefined, now: string): Promise<void> {
-    return this.run('savePartial', async () => {
-      await this.db
-        .updateTable('messages')
-        .set({ content, thinking: thinking ?? null, updated_at: now })
-        .where('id', '=', assistantMessageId)
-        .where('status', '=', 'incomplete')
-        .where('updated_at', '<=', now)
-        .execute();
-    });
+    // One statement, committed with the other writes of this moment (group commit on SQLite).
+    return this.run('savePartial', () =>
+      writeStatements(this.database, async (db) => {
+        await sql`update messages set content = ${content}, thinking = ${thinking ?? null}, updated_at = ${now} where id = ${assistantMessageId} and status = 'incomplete' and updated_at <= ${now}`.execute(db);
+      }),
+    );
   }
 
   /** One write transaction (`completeTurnIn`, sql-turn-queries.ts). */

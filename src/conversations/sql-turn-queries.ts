@@ -3,6 +3,7 @@ import { ParleyError } from '../errors/parley-error.js';
 import type { DatabaseSchema } from '../storage/schema.js';
 import type { BegunTurn, BeginTurnInput, CompleteTurnInput, MessageStatus, MessageTokenCount, RecordedTurn, ReplyMetrics } from './session-store.js';
 import { inputColumns } from './sql-session-rows.js';
+import { firstTurnTitle } from './conversation-title.js';
 import { activateOrCreate, setAutoTitle, setTokens } from './sql-session-queries.js';
 
 /**
@@ -25,7 +26,7 @@ const INSERT_CHUNK_ROWS = 200;
  */
 export async function beginTurnIn(trx: Db, input: BeginTurnInput): Promise<BegunTurn> {
   const { sessionId, model, messages, now } = input;
-  const conversationId = await activateOrCreate(trx, sessionId, model, now);
+  const { conversationId } = await activateOrCreate(trx, sessionId, model, now);
   const rows: TurnRow[] = messages.map((m) => ({ ...inputColumns(m), status: 'complete', updatedAt: now, tokens: undefined, metrics: null }));
   rows.push({ role: 'assistant', content: '', thinking: null, images: null, tool_calls: null, tool_name: null, tool_call_id: null, status: 'incomplete', updatedAt: now, tokens: undefined, metrics: null });
   const stored = await insertTurnRows(trx, conversationId, model, now, rows);
@@ -72,7 +73,7 @@ export async function completeTurnIn(trx: Db, assistantMessageId: number, input:
 export async function recordTurnIn(trx: Db, input: BeginTurnInput, finalOf: (turn: BegunTurn) => CompleteTurnInput): Promise<RecordedTurn> {
   const { sessionId, model, messages, now } = input;
   const provisionalIds = messages.map((_, i) => -1 - i);
-  const conversationId = await activateOrCreate(trx, sessionId, model, now);
+  const { conversationId, created } = await activateOrCreate(trx, sessionId, model, now);
   const provisional = finalOf({ sessionId, model, messages, assistantMessageId: 0, assistantSeq: 0, messageIds: provisionalIds, conversationId, messageCount: 0 });
   const tokensOf = new Map((provisional.tokens ?? []).map((t) => [t.id, t]));
   const m = provisional.metrics;
@@ -83,9 +84,11 @@ export async function recordTurnIn(trx: Db, input: BeginTurnInput, finalOf: (tur
   const reply = stored.pop();
   if (reply === undefined || stored.length !== messages.length) throw new Error("the turn's messages were inserted without their ids");
   const complete = provisional.status === 'complete';
-  const title = complete && provisional.titleIfUntitled !== undefined ? sql`coalesce(title, ${provisional.titleIfUntitled})` : sql`title`;
+  // A conversation this turn created is titled from the turn's own first user message.
+  const knownTitle = provisional.titleIfUntitled !== undefined ? provisional.titleIfUntitled : created ? firstTurnTitle(messages) : undefined;
+  const title = complete && knownTitle !== undefined ? sql`coalesce(title, ${knownTitle})` : sql`title`;
   const counted = await countTurn(trx, conversationId, rows.length, model, provisional.now, title);
-  if (complete && provisional.titleIfUntitled === undefined && counted.title === null) await setAutoTitle(trx, conversationId);
+  if (complete && knownTitle === undefined && counted.title === null) await setAutoTitle(trx, conversationId);
   const realId = new Map<number, number>([[0, reply.id], ...provisionalIds.map((p, i): [number, number] => [p, stored[i]!.id])]);
   const final: CompleteTurnInput = { ...provisional, tokens: provisional.tokens?.map((t) => ({ ...t, id: realId.get(t.id) ?? t.id })) };
   const turn: BegunTurn = { sessionId, model, messages, assistantMessageId: reply.id, assistantSeq: reply.seq, messageIds: stored.map((r) => r.id), conversationId, messageCount: counted.messageCount };

@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger.js';
+import { firstTurnTitle } from './conversation-title.js';
 import type { BegunTurn, CompleteTurnInput, MessageInput, MessageStatus, MessageTokenCount, ReplyMetrics, SessionStore } from './session-store.js';
 
 /** The finished turn, for token accounting (ContextService.turnTokens). */
@@ -157,7 +158,8 @@ export class TurnRecorder {
       metrics,
       now: this.now().toISOString(),
       tokens,
-      titleIfUntitled: this.titleIfUntitled,
+      // A turn that began its conversation (nothing stored before its messages) titles it itself.
+      titleIfUntitled: this.titleIfUntitled !== undefined ? this.titleIfUntitled : turn.messageCount === turn.messageIds.length + 1 ? firstTurnTitle(this.newMessages) : undefined,
     };
   }
 

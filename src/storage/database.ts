@@ -112,6 +112,17 @@ export async function writeTransaction<T>(database: Pick<Database, 'db' | 'diale
   return groupCommitFor(database.db).run(fn);
 }
 
+/**
+ * Runs `fn`, whose writes need no transaction of their own (one statement, or statements each
+ * valid alone): on SQLite inside the group commit like `writeTransaction` (a lone UPDATE is
+ * otherwise a commit of its own: WAL frames and a wal-index update per statement), on Postgres
+ * directly on the pool, each statement its own autocommit (one round trip instead of three).
+ */
+export async function writeStatements<T>(database: Pick<Database, 'db' | 'dialect'>, fn: (db: Kysely<DatabaseSchema>) => Promise<T>): Promise<T> {
+  if (database.dialect !== 'sqlite') return fn(database.db);
+  return groupCommitFor(database.db).run(fn);
+}
+
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const INT8_OID = 20;

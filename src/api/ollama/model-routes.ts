@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ParleyError } from '../../errors/parley-error.js';
-import type { ModelCallService, ModelEndpoint } from '../../chat/model-call-service.js';
+import type { ModelCall, ModelCallService, ModelEndpoint } from '../../chat/model-call-service.js';
 import type { SessionService } from '../../conversations/session-service.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { checkFieldType, parseJsonObject, type JsonObject } from '../http/json-body.js';
@@ -41,7 +41,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: ModelRoutesDeps)
       const body = parseJsonObject(request.body, `api.${GO_TYPES[endpoint]}`);
       const call = await toModelCall(endpoint, body, request, deps);
       // Another key's session is 404, a deleted conversation 410: before any byte, nothing stored or sent upstream.
-      if (call.sessionId !== undefined) await deps.access?.forChat(call.sessionId, call.caller);
+      if (call.sessionId !== undefined && deps.access) call.knownHistory = (await deps.access.forChat(call.sessionId, call.caller)).history ?? null;
       deps.onModelUse?.(call.model);
       const { client, signal } = takeOver(request, reply, call.sessionId ? { 'X-Session-Id': call.sessionId } : {});
       await deps.calls.run(call, client, signal);
@@ -49,7 +49,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: ModelRoutesDeps)
   }
 }
 
-async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: FastifyRequest, deps: ModelRoutesDeps) {
+async function toModelCall(endpoint: ModelEndpoint, body: JsonObject, request: FastifyRequest, deps: ModelRoutesDeps): Promise<ModelCall> {
   const struct = GO_TYPES[endpoint];
   checkFieldType(body, 'model', 'string', struct, 'string');
   checkFieldType(body, 'stream', 'bool', struct, 'bool');
