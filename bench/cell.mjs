@@ -4,8 +4,10 @@
  * B (minimal relay), C (Parley, a session on every chat) and C0 (Parley, plain Ollama calls)
  * interleaved for a few rounds, same pinning as bench/run.mjs.
  *
- *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50|gap-100 ...]   BENCH_ROUNDS=3 BENCH_PROFILE_DIR=dir
+ *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50|gap-100 ...]   BENCH_ROUNDS=3
+ *     BENCH_PROFILE_DIR=dir Parley under --cpu-prof (profiles in dir; the relay's in dir/relay)
  *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
+ *     BENCH_GAP_TIMES=1     prints when the chunk gaps over 100 ms ended (250 ms buckets)
  *     BENCH_LOG_LEVEL=warn  Parley's log level (default info, as in the report)
  *     BENCH_BASE_CLI=path   adds Cbase, C0base: another build of Parley (e.g. main's) beside this one
  *     BENCH_BASE_NODE_ARGS  node flags for that one only, e.g. "--trace-gc" or "--max-semi-space-size=64"
@@ -33,6 +35,8 @@ const CELLS = {
   // The report's chunk-gap cell: 100 streams at 50 tokens/s started over 1 s, gaps between chunks.
   'gap-100': { stream: true, c: 100, n: 100, ms: 5000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 100 } },
   'gap-500': { stream: true, c: 500, n: 500, ms: 5000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 100 } },
+  // Long paced streams (one chunk per read): the per-chunk cost, with little of the per-request cost.
+  'paced-200': { stream: true, c: 200, n: 200, ms: 8000, rampMs: 1000, sim: { ttftMs: 0, tokenIntervalMs: 20, replyTokens: 250 } },
 };
 const tmp = mkdtempSync(join(tmpdir(), 'parley-cell-'));
 /** @type {import('node:child_process').ChildProcess[]} */
@@ -47,7 +51,7 @@ children.push(sim, loadgen);
 const [ready] = await Promise.all([firstMessage(sim, (m) => m?.op === 'ready'), firstMessage(loadgen, (m) => m?.op === 'ready')]);
 const simUrl = ready.url;
 const relayPort = await freePort();
-const relay = spawnPinned({ core: 0, args: [join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
+const relay = spawnPinned({ core: 0, args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/relay`] : []), join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
 const parleyPort = await freePort();
 // BENCH_AUTH=off: Parley with auth.mode off (target C0anon, no key sent) to see what the key check costs.
 const parleyKey = createApiKey(join(tmp, 'parley.db'));
@@ -100,7 +104,7 @@ for (const id of cellsWanted) {
   const cell = CELLS[/** @type {keyof typeof CELLS} */ (id)];
   sim.send({ op: 'options', options: cell.sim, seq: 1 });
   await firstMessage(sim, (m) => m?.op === 'options-ok');
-  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number, gapP99: number[], gapMax: number[] }>} */
+  /** @type {Record<string, { lat: number[], ttft: number[], cpu: number, ok: number, tokens: number, gapP99: number[], gapMax: number[], cpuRounds: number[] }>} */
   const acc = {};
   for (let round = -1; round < ROUNDS; round++) {
     for (const t of targets) {
@@ -109,9 +113,16 @@ for (const id of cellsWanted) {
       const r = /** @type {any} */ (await call(loadgen, { op: 'run', spec }, 120_000));
       const c1 = cpuTicks(/** @type {number} */ (t.pid));
       if (round < 0) continue;
-      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0, gapP99: [], gapMax: [] });
+      const a = (acc[t.key] ??= { lat: [], ttft: [], cpu: 0, ok: 0, tokens: 0, gapP99: [], gapMax: [], cpuRounds: [] });
+      a.cpuRounds.push(((c1 - c0) * 1000) / CLK_TCK / Math.max(1, r.ok));
       if (r.gaps) a.gapP99.push(r.gaps.p99);
       if (r.gaps) a.gapMax.push(r.gaps.max);
+      // BENCH_GAP_TIMES=1: when the gaps over 100 ms ended, in 250 ms buckets since the run started.
+      if (process.env.BENCH_GAP_TIMES && r.slowGapEnds?.length) {
+        const buckets = new Map();
+        for (const ms of r.slowGapEnds) buckets.set(Math.floor(ms / 250) * 250, (buckets.get(Math.floor(ms / 250) * 250) ?? 0) + 1);
+        console.log(`${id} ${t.key}: gaps > 100 ms ended at ` + [...buckets].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b}ms×${n}`).join(' '));
+      }
       a.lat.push(...r.latencies);
       a.ttft.push(...r.ttfts);
       a.cpu += ((c1 - c0) * 1000) / CLK_TCK;
@@ -124,13 +135,17 @@ for (const id of cellsWanted) {
   const a50 = p50(acc.A.lat);
   const t50 = p50(acc.A.ttft);
   for (const [k, a] of Object.entries(acc)) {
-    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${acc.B ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B) ` : ''}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs${a.gapP99.length ? ` gap p99 by round ${a.gapP99.map((g) => g.toFixed(1)).join(' ')} ms, max ${a.gapMax.map((g) => g.toFixed(0)).join(' ')} ms` : ''}`);
+    // Per-round CPU ratios to B, whose median is steadier than the ratio of totals when the VM's speed drifts.
+    const byRound = acc.B ? a.cpuRounds.map((c, i) => c / /** @type {number} */ (acc.B.cpuRounds[i])) : [];
+    const roundsNote = byRound.length ? `(${(a.cpu / a.ok / (acc.B.cpu / acc.B.ok)).toFixed(2)}× B; by round ${byRound.map((x) => x.toFixed(2)).join(' ')}, median ${p50(byRound).toFixed(2)}) ` : '';
+    console.log(`${id} ${k.padEnd(2)} n ${String(a.ok).padStart(6)} added p50 ${(p50(a.lat) - a50).toFixed(2)} ms ttft+ ${(p50(a.ttft) - t50).toFixed(2)} ms cpu/req ${(a.cpu / a.ok).toFixed(3)} ms ${roundsNote}cpu/token ${((a.cpu * 1000) / a.tokens).toFixed(1)} µs${a.gapP99.length ? ` gap p99 by round ${a.gapP99.map((g) => g.toFixed(1)).join(' ')} ms, max ${a.gapMax.map((g) => g.toFixed(0)).join(' ')} ms` : ''}`);
   }
 }
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
 if (PROFILE_DIR) {
-  process.kill(/** @type {number} */ (parley.pid), 'SIGTERM');
-  await Promise.race([new Promise((r) => parley.once('exit', r)), sleep(15_000)]);
+  // Both write their profiles on SIGTERM (the relay's under <dir>/relay).
+  for (const p of [parley, relay]) p.kill('SIGTERM');
+  await Promise.race([Promise.all([parley, relay].map((p) => new Promise((r) => p.once('exit', r)))), sleep(15_000)]);
 }
 loadgen.send({ op: 'exit', seq: 0 });
 process.exit(0);

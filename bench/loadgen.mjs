@@ -118,6 +118,7 @@ function one(/** @type {Pool} */ pool, /** @type {RunSpec} */ spec, /** @type {n
             const g = now - last;
             if (g > maxGap) maxGap = g;
             gaps?.push(g);
+            if (g > SLOW_GAP_MS) slowGaps.push(Math.round(now - runStart));
           }
           last = now;
           if (exp[idx] !== p) bad = true;
@@ -145,6 +146,12 @@ function one(/** @type {Pool} */ pool, /** @type {RunSpec} */ spec, /** @type {n
   });
 }
 
+/** Gaps longer than this are also recorded with when they ended (ms since the run started), to see where stalls come from. */
+const SLOW_GAP_MS = 100;
+/** @type {number[]} */
+let slowGaps = [];
+let runStart = 0;
+
 let runSeq = 0;
 /** Closed-loop run: `concurrency` workers, each sending its next request when the last ends. */
 async function run(/** @type {RunSpec} */ spec) {
@@ -164,6 +171,8 @@ async function run(/** @type {RunSpec} */ spec) {
   const errs = {};
   const stallMs = spec.intervalMs > 0 ? 10 * spec.intervalMs : Infinity;
   const t0 = performance.now();
+  runStart = t0;
+  slowGaps = [];
   const deadline = t0 + spec.durationMs;
   const worker = async (/** @type {number} */ w) => {
     if (spec.rampMs) await new Promise((r) => setTimeout(r, (spec.rampMs ?? 0) * (w / spec.concurrency)));
@@ -190,7 +199,7 @@ async function run(/** @type {RunSpec} */ spec) {
   };
   await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => worker(w)));
   const wallMs = performance.now() - t0;
-  return { sent, ok, errors, errs, bad, tokens, stalled, wallMs, latencies, ttfts, gaps: gaps ? summarize(gaps) : undefined };
+  return { sent, ok, errors, errs, bad, tokens, stalled, wallMs, latencies, ttfts, gaps: gaps ? summarize(gaps) : undefined, slowGapEnds: slowGaps };
 }
 
 function summarize(/** @type {number[]} */ xs) {
