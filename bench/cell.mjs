@@ -7,7 +7,10 @@
  *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50|gap-100 ...]   BENCH_ROUNDS=3
  *     BENCH_PROFILE_DIR=dir Parley under --cpu-prof (profiles in dir; the relay's in dir/relay)
  *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
- *     BENCH_GAP_TIMES=1     prints when the chunk gaps over 100 ms ended (250 ms buckets)
+ *     BENCH_GAP_TIMES=1     prints when the chunk gaps over 100 ms ended (250 ms buckets; the run's
+ *                           start as epoch ms, to line up with a probe's log); BENCH_GAP_DETAIL=1
+ *                           has the load generator log each one (stream start, token index, gap)
+ *     BENCH_RELAY_NODE_ARGS node flags for the relay (B), e.g. "--trace-gc-nvp"
  *     BENCH_LOG_LEVEL=warn  Parley's log level (default info, as in the report)
  *     BENCH_BASE_CLI=path   adds Cbase, C0base: another build of Parley (e.g. main's) beside this one
  *     BENCH_BASE_NODE_ARGS  node flags for that one only, e.g. "--trace-gc" or "--max-semi-space-size=64"
@@ -51,7 +54,7 @@ children.push(sim, loadgen);
 const [ready] = await Promise.all([firstMessage(sim, (m) => m?.op === 'ready'), firstMessage(loadgen, (m) => m?.op === 'ready')]);
 const simUrl = ready.url;
 const relayPort = await freePort();
-const relay = spawnPinned({ core: 0, args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/relay`] : []), join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
+const relay = spawnPinned({ core: 0, args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/relay`] : []), ...(process.env.BENCH_RELAY_NODE_ARGS?.split(' ') ?? []), join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], log: join(tmp, 'relay.log') });
 const parleyPort = await freePort();
 // BENCH_AUTH=off: Parley with auth.mode off (target C0anon, no key sent) to see what the key check costs.
 const parleyKey = createApiKey(join(tmp, 'parley.db'));
@@ -121,7 +124,7 @@ for (const id of cellsWanted) {
       if (process.env.BENCH_GAP_TIMES && r.slowGapEnds?.length) {
         const buckets = new Map();
         for (const ms of r.slowGapEnds) buckets.set(Math.floor(ms / 250) * 250, (buckets.get(Math.floor(ms / 250) * 250) ?? 0) + 1);
-        console.log(`${id} ${t.key}: gaps > 100 ms ended at ` + [...buckets].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b}ms×${n}`).join(' '));
+        console.log(`${id} ${t.key}: run started ${Math.round(r.startedAtEpochMs)}, gaps > 100 ms ended at ` + [...buckets].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b}ms×${n}`).join(' '));
       }
       a.lat.push(...r.latencies);
       a.ttft.push(...r.ttfts);

@@ -119,6 +119,7 @@ function one(/** @type {Pool} */ pool, /** @type {RunSpec} */ spec, /** @type {n
             if (g > maxGap) maxGap = g;
             gaps?.push(g);
             if (g > SLOW_GAP_MS) slowGaps.push(Math.round(now - runStart));
+            if (g > SLOW_GAP_MS && process.env.BENCH_GAP_DETAIL) process.stderr.write(`slowgap start=${Math.round(t0 - runStart)} idx=${idx} gap=${Math.round(g)} end=${Math.round(now - runStart)}\n`);
           }
           last = now;
           if (exp[idx] !== p) bad = true;
@@ -199,7 +200,7 @@ async function run(/** @type {RunSpec} */ spec) {
   };
   await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => worker(w)));
   const wallMs = performance.now() - t0;
-  return { sent, ok, errors, errs, bad, tokens, stalled, wallMs, latencies, ttfts, gaps: gaps ? summarize(gaps) : undefined, slowGapEnds: slowGaps };
+  return { sent, ok, errors, errs, bad, tokens, stalled, wallMs, latencies, ttfts, gaps: gaps ? summarize(gaps) : undefined, slowGapEnds: slowGaps, startedAtEpochMs: Date.now() - (performance.now() - t0) };
 }
 
 function summarize(/** @type {number[]} */ xs) {

@@ -27,38 +27,44 @@ export function replyReservation(endpoint: string, body: Record<string, unknown>
   return typeof np === 'number' && Number.isInteger(np) && np > 0 ? np : fallback;
 }
 
-/** Bytes of a reply's end that UsageMeter keeps: the final chunk's fields fit many times over. */
-const TAIL_BYTES = 4096;
-/** Chunks held (unless they pass 4 × TAIL_BYTES) before the oldest are dropped: a token stream's are small. */
-const TRIM_AT_CHUNKS = 64;
+/** Bytes of a reply's end that UsageMeter keeps: Ollama's final chunk (about 350 bytes) fits several times over. */
+const TAIL_BYTES = 2048;
+/** Stands in for a dropped chunk until the array is compacted. */
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads the token counts from the last bytes of an Ollama reply (the final chunk, or the whole
  * body of a `stream:false` reply, ends with `prompt_eval_count` and `eval_count`). Only a bounded
  * tail is kept (the chunks that make up the last TAIL_BYTES, as received): nothing is decoded or
- * copied per chunk, so a token stream costs one array slot per chunk, and memory stays constant
- * whatever the reply's length.
+ * copied per chunk, and memory stays constant whatever the reply's length.
  */
 export class UsageMeter {
-  private readonly chunks: Buffer[] = [];
-  /** Bytes held in `chunks`. */
+  private chunks: Buffer[] = [];
+  /** Index of the oldest chunk still needed; those before it are dropped now and then (one slice). */
+  private head = 0;
+  /** Bytes held in `chunks` from `head` on. */
   private held = 0;
 
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.held += chunk.length;
-    // Now and then, drop the oldest chunks that the rest covers the tail without (one splice).
-    if (this.chunks.length < TRIM_AT_CHUNKS && this.held < 4 * TAIL_BYTES) return;
-    let drop = 0;
-    while (drop < this.chunks.length - 1 && this.held - this.chunks[drop]!.length >= TAIL_BYTES) this.held -= this.chunks[drop++]!.length;
-    this.chunks.splice(0, drop);
+    // Let go of the oldest chunks as soon as the rest covers the tail.
+    while (this.chunks.length - this.head > 1 && this.held - this.chunks[this.head]!.length >= TAIL_BYTES) {
+      this.held -= this.chunks[this.head]!.length;
+      this.chunks[this.head++] = EMPTY;
+    }
+    if (this.head >= 32) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /** Counts of the last complete reply object, or undefined when the reply carried none. */
   counts(): { promptTokens: number; replyTokens: number; loadDurationNs: number | undefined } | undefined {
     // latin1: one character per byte, so a multi-byte character cut at the tail's start cannot
     // garble anything; the field names and digits searched for are ASCII.
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.held);
+    const live = this.chunks.slice(this.head);
+    const all = live.length === 1 ? live[0]! : Buffer.concat(live, this.held);
     const tail = all.subarray(Math.max(0, all.length - TAIL_BYTES)).toString('latin1');
     const last = (field: string): number | undefined => {
       const at = tail.lastIndexOf(field);
