@@ -34,9 +34,9 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads the token counts from the last bytes of an Ollama reply (the final chunk, or the whole
- * body of a `stream:false` reply, ends with `prompt_eval_count` and `eval_count`). Only a bounded
- * tail is kept (the chunks that make up the last TAIL_BYTES, as received): nothing is decoded or
- * copied per chunk, and memory stays constant whatever the reply's length.
+ * body of a `stream:false` reply, ends with `prompt_eval_count` and `eval_count`). Only the last
+ * line is kept, at most its last TAIL_BYTES, as received: nothing is decoded or copied per chunk,
+ * and a token stream, whose every read ends a line, holds one chunk at a time.
  */
 export class UsageMeter {
   private chunks: Buffer[] = [];
@@ -46,9 +46,17 @@ export class UsageMeter {
   private held = 0;
 
   push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    // A new line starts after a chunk that ended one: the counts are in the last line only.
+    const last = this.chunks[this.chunks.length - 1];
+    if (last !== undefined && last[last.length - 1] === 10) {
+      this.chunks = [];
+      this.head = 0;
+      this.held = 0;
+    }
     this.chunks.push(chunk);
     this.held += chunk.length;
-    // Let go of the oldest chunks as soon as the rest covers the tail.
+    // A long last line (a stream:false body read in pieces): let go of what the rest covers the tail without.
     while (this.chunks.length - this.head > 1 && this.held - this.chunks[this.head]!.length >= TAIL_BYTES) {
       this.held -= this.chunks[this.head]!.length;
       this.chunks[this.head++] = EMPTY;
