@@ -27,7 +27,7 @@ const P = quick
   ? { rounds: 1, warmMs: 150, nsC1: { n: 100, ms: 300 }, nsC: { n: 2000, ms: 250 }, stC1: { n: 5, ms: 300 }, stC: { n: 500, ms: 250 }, burst: { n: 100, ms: 250 },
       streamTokens: 25, levels: [50], streamRounds: 1, idleStreams: 50, sessions: 100, replyTokens: 16 }
   : { rounds: 5, warmMs: 500, nsC1: { n: 400, ms: 1000 }, nsC: { n: 40_000, ms: 1000 }, stC1: { n: 25, ms: 1500 }, stC: { n: 20_000, ms: 1000 }, burst: { n: 5000, ms: 1000 },
-      streamTokens: 100, levels: [100, 250, 500], streamRounds: 1, idleStreams: 500, sessions: 2000, replyTokens: 16 };
+      streamTokens: 100, levels: [100, 250, 500], streamRounds: 2, idleStreams: 500, sessions: 2000, replyTokens: 16 };
 
 /** C: share of /api/chat requests that carry a session (the rest are plain Ollama calls). */
 const SESSION_FRACTION = Number(process.env.BENCH_SESSION_FRACTION ?? '1');
@@ -205,6 +205,19 @@ for (const t of TARGETS) await measure(t, { ...warmSpec(CELLS[0]), maxRequests: 
 await sleep(1000);
 for (const t of PROXIES) results.memory[t.key] = { rssIdle: rss(t.pid) };
 
+// Empty sessions: POST /api/sessions puts each new session in Parley's history cache (an empty
+// entry). Measured now, while the cache holds next to nothing: later, with the cache at its byte
+// bound after the cells, new entries evict older, larger ones and the heap can even shrink.
+{
+  const c = byKey.C;
+  await call(loadgen, { op: 'createSessions', url: c.spec.url, n: 50, prefix: 'warm-empty', headers: c.spec.headers }, 60_000);
+  const h0 = await heapProbe(c.pid, probeDir);
+  const made = /** @type {any} */ (await call(loadgen, { op: 'createSessions', url: c.spec.url, n: P.sessions, prefix: 'empty', headers: c.spec.headers }, 60_000));
+  const h1 = await heapProbe(c.pid, probeDir);
+  results.memory.C.sessions = { n: made.created, heapPerSessionB: (h1.heapUsed - h0.heapUsed) / Math.max(1, made.created), cache: 'history cache: one empty entry per created session (checked against the database each turn)' };
+  log(`empty sessions: ${made.created}, heap/session ${((h1.heapUsed - h0.heapUsed) / Math.max(1, made.created)).toFixed(0)} B`);
+}
+
 for (const cell of CELLS) {
   await simOptions(cell.sim);
   for (const t of TARGETS) await measure(t, warmSpec(cell));
@@ -325,13 +338,6 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
     log(`idle streams ${name}: ${o.opened} open, heap/stream ${((h1.heapUsed - h0.heapUsed) / o.opened).toFixed(0)} B`);
     await sleep(500);
   }
-  // Empty sessions: POST /api/sessions puts each new session in Parley's history cache (an empty entry).
-  const c = byKey.C;
-  const h0 = await heapProbe(c.pid, probeDir);
-  const made = /** @type {any} */ (await call(loadgen, { op: 'createSessions', url: c.spec.url, n: P.sessions, prefix: 'empty', headers: c.spec.headers }, 60_000));
-  const h1 = await heapProbe(c.pid, probeDir);
-  results.memory.C.sessions = { n: made.created, heapPerSessionB: (h1.heapUsed - h0.heapUsed) / Math.max(1, made.created), cache: 'history cache: one empty entry per created session (checked against the database each turn)' };
-  log(`empty sessions: ${made.created}, heap/session ${((h1.heapUsed - h0.heapUsed) / Math.max(1, made.created)).toFixed(0)} B`);
   await sleep(2000);
   for (const t of PROXIES) {
     results.memory[t.key].rssLoad = rssPeak[t.key];
