@@ -79,7 +79,8 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     return handleParsed(chunk, line);
   };
   const handleParsed = (chunk: Record<string, unknown>, line: string): Promise<void> | undefined => {
-    if (clientStream) client.start(200, headers(NDJSON));
+    // Headers go out with the first chunk; later chunks need not build them again.
+    if (clientStream && !client.started) client.start(200, headers(NDJSON));
     if (typeof chunk.error === 'string') {
       ended = true;
       return (async () => {
