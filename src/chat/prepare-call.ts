@@ -51,7 +51,7 @@ export async function prepareCall(call: ModelCall, deps: Pick<ModelCallDeps, 'se
   if (session !== undefined) {
     // The previous turn's token counts are written in the background: read history after them.
     await deps.context?.settled(session);
-    const known = threaded ? undefined : call.knownHistory;
+    const known = call.knownHistory;
     const stored = await deps.sessions.sendable(session, known);
     const history = stored.map(toWireMessage);
     const limits = deps.limits;

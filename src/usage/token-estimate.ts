@@ -29,8 +29,6 @@ export function replyReservation(endpoint: string, body: Record<string, unknown>
 
 /** Bytes of a reply's end that UsageMeter keeps: Ollama's final chunk (about 350 bytes) fits several times over. */
 const TAIL_BYTES = 2048;
-/** Stands in for a dropped chunk until the array is compacted. */
-const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads the token counts from the last bytes of an Ollama reply (the final chunk, or the whole
@@ -40,9 +38,7 @@ const EMPTY = Buffer.alloc(0);
  */
 export class UsageMeter {
   private chunks: Buffer[] = [];
-  /** Index of the oldest chunk still needed; those before it are dropped now and then (one slice). */
-  private head = 0;
-  /** Bytes held in `chunks` from `head` on. */
+  /** Bytes held in `chunks`. */
   private held = 0;
 
   push(chunk: Buffer): void {
@@ -51,28 +47,19 @@ export class UsageMeter {
     const last = this.chunks[this.chunks.length - 1];
     if (last !== undefined && last[last.length - 1] === 10) {
       this.chunks = [];
-      this.head = 0;
       this.held = 0;
     }
     this.chunks.push(chunk);
     this.held += chunk.length;
-    // A long last line (a stream:false body read in pieces): let go of what the rest covers the tail without.
-    while (this.chunks.length - this.head > 1 && this.held - this.chunks[this.head]!.length >= TAIL_BYTES) {
-      this.held -= this.chunks[this.head]!.length;
-      this.chunks[this.head++] = EMPTY;
-    }
-    if (this.head >= 32) {
-      this.chunks = this.chunks.slice(this.head);
-      this.head = 0;
-    }
+    // A long last line (a stream:false body read in pieces): drop what the rest covers the tail without.
+    while (this.chunks.length > 1 && this.held - this.chunks[0]!.length >= TAIL_BYTES) this.held -= this.chunks.shift()!.length;
   }
 
   /** Counts of the last complete reply object, or undefined when the reply carried none. */
   counts(): { promptTokens: number; replyTokens: number; loadDurationNs: number | undefined } | undefined {
     // latin1: one character per byte, so a multi-byte character cut at the tail's start cannot
     // garble anything; the field names and digits searched for are ASCII.
-    const live = this.chunks.slice(this.head);
-    const all = live.length === 1 ? live[0]! : Buffer.concat(live, this.held);
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.held);
     const tail = all.subarray(Math.max(0, all.length - TAIL_BYTES)).toString('latin1');
     const last = (field: string): number | undefined => {
       const at = tail.lastIndexOf(field);
