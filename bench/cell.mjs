@@ -5,7 +5,8 @@
  * interleaved for a few rounds, same pinning as bench/run.mjs.
  *
  *   node bench/cell.mjs [ns-c50|ns-c1|st-c1|burst-c50|gap-100 ...]   BENCH_ROUNDS=3
- *     BENCH_PROFILE_DIR=dir Parley under --cpu-prof (profiles in dir; the relay's in dir/relay)
+ *     BENCH_PROFILE_DIR=dir Parley under --cpu-prof (profiles in dir; the relay's in dir/relay, each
+ *                           floor's in dir/floor-<level>)
  *     BENCH_TARGETS=B,C0,…  only these (A, the direct baseline, always runs)
  *     BENCH_GAP_TIMES=1     prints when the chunk gaps over 100 ms ended (250 ms buckets; the run's
  *                           start as epoch ms, to line up with a probe's log); BENCH_GAP_DETAIL=1
@@ -86,7 +87,7 @@ const floors = [];
 if (process.env.BENCH_FLOOR) {
   for (const [i, level] of ['fastify', 'json', 'log', 'auth', 'metrics'].entries()) {
     const port = await freePort();
-    const f = spawnPinned({ core: 0, args: [join(ROOT, 'bench/floor-gateway.mjs'), String(port), simUrl, level, join(tmp, 'parley.db')], log: join(tmp, `floor-${level}.log`) });
+    const f = spawnPinned({ core: 0, args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/floor-${level}`] : []), join(ROOT, 'bench/floor-gateway.mjs'), String(port), simUrl, level, join(tmp, 'parley.db')], log: join(tmp, `floor-${level}.log`) });
     children.push(f);
     await waitHttp(`http://127.0.0.1:${port}/api/version`);
     floors.push({ key: `F${i + 1}`, pid: f.pid, spec: { name: `F${i + 1}`, url: `http://127.0.0.1:${port}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } });
@@ -146,9 +147,10 @@ for (const id of cellsWanted) {
 }
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
 if (PROFILE_DIR) {
-  // Both write their profiles on SIGTERM (the relay's under <dir>/relay).
-  for (const p of [parley, relay]) p.kill('SIGTERM');
-  await Promise.race([Promise.all([parley, relay].map((p) => new Promise((r) => p.once('exit', r)))), sleep(15_000)]);
+  // They write their profiles on SIGTERM (the relay's under <dir>/relay, the floors' under <dir>/floor-<level>).
+  const profiled = [parley, relay, ...floors.map((f) => /** @type {import('node:child_process').ChildProcess} */ (children.find((c) => c.pid === f.pid)))];
+  for (const p of profiled) p.kill('SIGTERM');
+  await Promise.race([Promise.all(profiled.map((p) => new Promise((r) => p.once('exit', r)))), sleep(15_000)]);
 }
 loadgen.send({ op: 'exit', seq: 0 });
 process.exit(0);

@@ -111,5 +111,7 @@ app.post('/api/chat', async (request, reply) => {
   metrics?.requests.inc({ endpoint: 'chat', status: String(res.statusCode) });
 });
 app.get('/api/version', async () => ({ version: 'floor' }));
+// Exits on SIGTERM so that `--cpu-prof` writes its profile (bench/cell.mjs BENCH_PROFILE_DIR).
+process.once('SIGTERM', () => process.exit(0));
 await app.listen({ port: Number(port), host: '127.0.0.1' });
 process.stdout.write(`floor gateway (${levelName}) listening on port ${port}\n`);

@@ -84,6 +84,13 @@ const relayPort = await freePort();
 const relay = spawnPinned({ core: TARGET_CORE, args: [...probeArgs, join(ROOT, 'bench/relay.mjs'), String(relayPort), simUrl], env, log: join(tmp, 'relay.log') });
 children.push(relay);
 
+// B′: a second copy of the minimal relay, measured like every target (full runs only). B′/B is the
+// A/A control: how far two identical relays differ in the same rounds, i.e. the noise of every
+// ratio to B in this run.
+const relay2Port = await freePort();
+const relay2 = quick ? undefined : spawnPinned({ core: TARGET_CORE, args: [...probeArgs, join(ROOT, 'bench/relay.mjs'), String(relay2Port), simUrl], env, log: join(tmp, 'relay2.log') });
+if (relay2) children.push(relay2);
+
 const parleyPort = await freePort();
 const parleyLog = join(tmp, 'parley.log');
 const parleyDb = join(tmp, 'parley.db');
@@ -127,6 +134,7 @@ await Promise.all([
   waitHttp(`http://127.0.0.1:${parleyPort}/`),
   waitHttp(`http://127.0.0.1:${portkeyPort}/`),
   ...(floor ? [waitHttp(`http://127.0.0.1:${floorPort}/api/version`)] : []),
+  ...(relay2 ? [waitHttp(`http://127.0.0.1:${relay2Port}/api/version`)] : []),
 ]);
 log(`sim ${simUrl}, relay :${relayPort}, parley :${parleyPort}, portkey :${portkeyPort}`);
 
@@ -136,6 +144,7 @@ const TARGETS = [
   { key: 'A', label: 'A direct', pid: /** @type {number} */ (sim.pid), spec: { name: 'A', url: simUrl, wire: 'ollama' }, direct: 'A' },
   { key: 'A_oai', label: 'A direct (OpenAI wire)', pid: /** @type {number} */ (sim.pid), spec: { name: 'A_oai', url: simUrl, wire: 'openai' }, direct: 'A_oai' },
   { key: 'B', label: 'B minimal relay', pid: /** @type {number} */ (relay.pid), spec: { name: 'B', url: `http://127.0.0.1:${relayPort}`, wire: 'ollama' }, direct: 'A' },
+  ...(relay2 ? [{ key: 'B2', label: 'B′ minimal relay, second copy (A/A control)', pid: /** @type {number} */ (relay2.pid), spec: { name: 'B2', url: `http://127.0.0.1:${relay2Port}`, wire: /** @type {const} */ ('ollama') }, direct: 'A' }] : []),
   { key: 'C', label: 'C Parley', pid: /** @type {number} */ (parley.pid), spec: { name: 'C', url: `http://127.0.0.1:${parleyPort}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } }, direct: 'A', sessions: true },
   // The same Parley process, asked as a stock Ollama client asks (no session_id): what the gateway
   // costs without the session turn's storage (not a target of its own; it shows where C's cost is).
@@ -148,7 +157,7 @@ const TARGETS = [
   },
 ];
 const byKey = Object.fromEntries(TARGETS.map((t) => [t.key, t]));
-const PROXIES = TARGETS.filter((t) => t.key !== 'A' && t.key !== 'A_oai' && t.key !== 'C0');
+const PROXIES = TARGETS.filter((t) => t.key !== 'A' && t.key !== 'A_oai' && t.key !== 'C0' && t.key !== 'B2');
 
 // ---------------------------------------------------------------- cells
 let simSeq = 0;
@@ -288,7 +297,8 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
     /** @type {Record<string, any[]>} */
     const acc = {};
     for (let round = 0; round < P.streamRounds; round++) {
-      for (const t of streamTargets) {
+      // B′ (the A/A control) at the lowest level only, where the chunk-gap target is read.
+      for (const t of streamTargets.filter((x) => x.key !== 'B2' || level === P.levels[0])) {
         const r = await measure(t, { concurrency: level, maxRequests: level, durationMs: 5000, rampMs: 1000, stream: true, replyTokens: P.streamTokens, intervalMs: interval });
         (acc[t.key] ??= []).push({ ok: r.ok, errors: r.errors, errs: r.errs, bad: r.bad, stalled: r.stalled, tokens: r.tokens, gaps: r.gaps, cpuMs: r.cpuMs, busyTarget: r.busyTarget, busyLoad: r.busyLoad, ttftP99: pct(Float64Array.from(r.ttfts).sort(), 0.99) });
         await sleep(300);
