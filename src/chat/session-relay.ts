@@ -3,6 +3,7 @@ import { ParleyError } from '../errors/parley-error.js';
 import { metricsFromChunk, type TurnRecorder } from '../conversations/turn-recorder.js';
 import { JSON_UTF8, NDJSON, type ClientStream } from './client-stream.js';
 import { NdjsonLines } from './ndjson-lines.js';
+import { parseChatChunk } from './chat-chunk.js';
 import { midStreamError } from './raw-relay.js';
 
 export interface SessionRelayOptions {
@@ -56,13 +57,9 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
   // The last chunk, an error line and the first chunk of a stream wait for storage; every other
   // chunk is handled without a promise (most of a stream's chunks, at 50 tokens/s each its own read).
   const handle = (line: string): Promise<void> | undefined => {
-    let chunk: Record<string, unknown>;
-    try {
-      chunk = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
-      return undefined;
-    }
+    const chunk = parseChatChunk(line);
+    // ollama-js skips lines that are not JSON; so do we, rather than failing the turn.
+    if (chunk === undefined) return undefined;
     if (!clientStream) {
       // stream:false: nothing reaches the client before the end, so the turn is written when it
       // ends (one transaction) or by its first partial save; a failed write stops the upstream.
