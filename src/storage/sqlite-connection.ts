@@ -125,6 +125,13 @@ const ROLLBACK_TO = CompiledQuery.raw('rollback to parley_write');
 
 /** Most write transactions folded into one commit. */
 const MAX_GROUP = 256;
+/**
+ * How long a group keeps starting writes, in ms: then it commits, and the event loop handles the
+ * I/O that is due (every stream's next chunk) before the next group starts. better-sqlite3 blocks
+ * the loop while a group runs; unbounded, a burst of session turns held every stream for tens of
+ * milliseconds (bench/results/latest.md, chunk gap while sessions are written).
+ */
+const GROUP_BUDGET_MS = 2;
 
 type Db = Kysely<DatabaseSchema>;
 
@@ -136,9 +143,11 @@ interface PendingWrite {
 
 /**
  * Group commit for one SQLite connection. Write transactions asked for in the same turn of the
- * event loop (and while a group runs) run together, each inside its own savepoint, in one
- * `BEGIN IMMEDIATE` … `COMMIT`; the group starts in the check phase of that turn
- * (`setImmediate`), so a lone write waits for nothing but the I/O callbacks already due. Every caller's promise settles after that commit, so what
+ * event loop run together, each inside its own savepoint, in one `BEGIN IMMEDIATE` … `COMMIT`;
+ * the group starts in the check phase of that turn (`setImmediate`), so a lone write waits for
+ * nothing but the I/O callbacks already due. A group starts no write after GROUP_BUDGET_MS (2 ms):
+ * it commits, and what is left (and what arrived meanwhile) is the next group, one turn of the
+ * event loop later, so streams get their chunks in between. Every caller's promise settles after that commit, so what
  * a caller was told is stored is durable, exactly as with one transaction each; but the commit's
  * WAL write, and the pages that several turns touch (the last page of `messages` and of its
  * index, the conversations index), are paid once per group instead of once per turn.
@@ -170,23 +179,25 @@ export class SqliteGroupCommit {
     });
   }
 
+  /** Commits one group; the next one starts in a later turn of the event loop. */
   private async drain(): Promise<void> {
+    const group = this.pending.splice(0, MAX_GROUP);
     try {
-      while (this.pending.length > 0) {
-        const group = this.pending.splice(0, MAX_GROUP);
-        try {
-          await this.db.connection().execute((conn) => this.commitGroup(conn, group));
-        } catch (e) {
-          // The connection could not be had (database closed): nobody of the group was answered.
-          for (const w of group) w.reject(e);
-        }
-      }
+      await this.db.connection().execute((conn) => this.commitGroup(conn, group));
+    } catch (e) {
+      // The connection could not be had (database closed): nobody of the group was answered.
+      for (const w of group) w.reject(e);
     } finally {
-      this.running = false;
+      if (this.pending.length > 0) setImmediate(() => void this.drain());
+      else this.running = false;
     }
   }
 
-  /** Runs the group in one transaction; a write alone needs no savepoint (its failure rolls back the whole). */
+  /**
+   * Runs the group in one transaction; a write alone needs no savepoint (its failure rolls back
+   * the whole). Writes not started within GROUP_BUDGET_MS go back to the head of the queue, in
+   * their order, for the next group (`group` is cut to those that ran).
+   */
   private async commitGroup(conn: Db, group: PendingWrite[]): Promise<void> {
     const alone = group.length === 1;
     try {
@@ -195,9 +206,15 @@ export class SqliteGroupCommit {
       for (const w of group) w.reject(e);
       return;
     }
+    const startedAt = performance.now();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      for (const w of group) {
+      for (let i = 0; i < group.length; i++) {
+        if (i > 0 && performance.now() - startedAt >= GROUP_BUDGET_MS) {
+          this.pending.unshift(...group.splice(i));
+          break;
+        }
+        const w = group[i]!;
         if (!alone) await conn.executeQuery(SAVEPOINT);
         try {
           outcomes.push({ ok: true, value: await w.fn(conn) });

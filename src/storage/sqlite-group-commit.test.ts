@@ -64,6 +64,33 @@ describe('SQLite write transactions under group commit', () => {
     expect(frames).toBeLessThan(50);
   });
 
+  it('lets the event loop run between groups: a long run of writes does not hold back timers and I/O', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const ticksSeen: number[] = [];
+    // 30 writes of 1 ms each: as one group they would hold the event loop for 30 ms.
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          writeTransaction(database, async (trx) => {
+            spin(1);
+            await sql`insert into t (k, v) values (${`k${String(i).padStart(2, '0')}`}, ${i})`.execute(trx);
+            ticksSeen.push(ticks);
+          }),
+        ),
+      );
+    } finally {
+      clearInterval(timer);
+    }
+    // The 1 ms timer ran between groups, several times over the 30 ms.
+    expect(ticksSeen[29]! - ticksSeen[0]!).toBeGreaterThanOrEqual(3);
+    expect(committedRows().map((r) => r.v)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
   it('rolls back only the write that threw; the rest of its group commits and its caller gets its own error', async () => {
     const results = await Promise.allSettled(
       ['a', 'b', 'c', 'd'].map((k) =>
