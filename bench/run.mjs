@@ -378,7 +378,8 @@ let commit = 'unknown';
 let dirty = false;
 try {
   commit = execSync('git rev-parse HEAD', { cwd: ROOT }).toString().trim();
-  dirty = execSync('git status --porcelain -- src bench package.json', { cwd: ROOT }).toString().trim().length > 0;
+  // The results of earlier runs (bench/results) are not the code under test.
+  dirty = execSync("git status --porcelain -- src bench package.json ':(exclude)bench/results'", { cwd: ROOT }).toString().trim().length > 0;
 } catch { /* not a checkout */ }
 const meta = {
   date: new Date().toISOString(),
