@@ -128,8 +128,9 @@ const MAX_GROUP = 256;
 /**
  * How long a group keeps starting writes, in ms: then it commits, and the event loop handles the
  * I/O that is due (every stream's next chunk) before the next group starts. better-sqlite3 blocks
- * the loop while a group runs; unbounded, a burst of session turns held every stream for tens of
- * milliseconds (bench/results/latest.md, chunk gap while sessions are written).
+ * the loop while a group runs; unbounded, a burst of session turns ran as one synchronous chain
+ * while every stream waited for its next chunk (bench/results/latest.md, chunk gap while sessions
+ * are written).
  */
 const GROUP_BUDGET_MS = 2;
 
