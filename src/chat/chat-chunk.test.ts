@@ -28,6 +28,14 @@ describe('parseChatChunk', () => {
     for (const o of others) expect(parseChatChunk(line(o))).toEqual(o);
   });
 
+  it('parses a line of many megabytes whole, without overflowing the stack', () => {
+    const content = 'a "quoted" \\ path '.repeat(1_000_000);
+    for (const done of [false, true]) {
+      const o = { model: 'm', created_at: at, message: { role: 'assistant', content }, done };
+      expect(parseChatChunk(line(o))).toEqual(o);
+    }
+  });
+
   it('returns undefined for lines that are not a JSON object, as the relay skips them', () => {
     for (const text of ['not json', '{"model":', '[1,2]', '42', 'null', '"text"']) expect(parseChatChunk(text)).toBeUndefined();
     // The plain shape with an escape JSON does not have: invalid, as JSON.parse finds it.

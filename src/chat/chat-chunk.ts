@@ -10,6 +10,13 @@
 const PLAIN_CHAT_CHUNK = /^\{"model":"[^"\\\u0000-\u001f]*","created_at":"[^"\\\u0000-\u001f]*","message":\{"role":"assistant","content":("(?:[^"\\\u0000-\u001f]|\\.)*")\},"done":false\}$/;
 
 /**
+ * Longest line the pattern is tried on, in characters. A mid-reply token chunk is a few hundred;
+ * a longer line (a huge content or tool output) goes to JSON.parse: the regular expression's
+ * backtracking stack overflows (RangeError) on lines of some megabytes.
+ */
+const PLAIN_CHUNK_MAX_CHARS = 4096;
+
+/**
  * Parses one NDJSON line of an upstream `/api/chat` stream (without its `\n`). The common
  * mid-reply chunk is matched and only its content literal parsed (about a third of the CPU of
  * `JSON.parse` on the whole line, which a session turn pays for every token); it then comes back
@@ -18,7 +25,7 @@ const PLAIN_CHAT_CHUNK = /^\{"model":"[^"\\\u0000-\u001f]*","created_at":"[^"\\\
  * @returns the chunk object, or undefined when the line is not JSON (ollama-js skips such lines)
  */
 export function parseChatChunk(line: string): Record<string, unknown> | undefined {
-  const plain = PLAIN_CHAT_CHUNK.exec(line);
+  const plain = line.length <= PLAIN_CHUNK_MAX_CHARS ? PLAIN_CHAT_CHUNK.exec(line) : null;
   if (plain !== null) {
     const literal = plain[1]!;
     // No backslash: the literal's text is the content (the common token).
