@@ -84,11 +84,15 @@ children.push(relay, parley);
 await Promise.all([waitHttp(`http://127.0.0.1:${relayPort}/api/version`), waitHttp(`http://127.0.0.1:${parleyPort}/`)]);
 /** @type {Array<{ key: string, pid: number | undefined, sessions?: boolean, spec: Record<string, unknown> }>} */
 const floors = [];
+/** The floor gateways' processes (profiled with BENCH_PROFILE_DIR). */
+/** @type {import('node:child_process').ChildProcess[]} */
+const floorProcs = [];
 if (process.env.BENCH_FLOOR) {
   for (const [i, level] of ['fastify', 'json', 'log', 'auth', 'metrics'].entries()) {
     const port = await freePort();
     const f = spawnPinned({ core: 0, args: [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/floor-${level}`] : []), join(ROOT, 'bench/floor-gateway.mjs'), String(port), simUrl, level, join(tmp, 'parley.db')], log: join(tmp, `floor-${level}.log`) });
     children.push(f);
+    floorProcs.push(f);
     await waitHttp(`http://127.0.0.1:${port}/api/version`);
     floors.push({ key: `F${i + 1}`, pid: f.pid, spec: { name: `F${i + 1}`, url: `http://127.0.0.1:${port}`, wire: 'ollama', headers: { authorization: `Bearer ${parleyKey}` } } });
   }
@@ -148,7 +152,7 @@ for (const id of cellsWanted) {
 console.log(`parley rss ${(rss(/** @type {number} */ (parley.pid)) / 1e6).toFixed(1)} MB`);
 if (PROFILE_DIR) {
   // They write their profiles on SIGTERM (the relay's under <dir>/relay, the floors' under <dir>/floor-<level>).
-  const profiled = [parley, relay, ...floors.map((f) => /** @type {import('node:child_process').ChildProcess} */ (children.find((c) => c.pid === f.pid)))];
+  const profiled = [parley, relay, ...floorProcs];
   for (const p of profiled) p.kill('SIGTERM');
   await Promise.race([Promise.all(profiled.map((p) => new Promise((r) => p.once('exit', r)))), sleep(15_000)]);
 }
