@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
 import type { DatabaseSchema } from '../storage/schema.js';
 import type { MessageTokenCount, SessionRecord } from './session-store.js';
 import { autoTitle } from './conversation-title.js';
@@ -54,7 +54,12 @@ export async function activateOrCreate(trx: Db, id: string, model: string, now: 
  * Postgres and did nothing): this transaction's conversation row is then dropped again.
  */
 async function createSessionRows(trx: Db, id: string, model: string, now: string): Promise<string | undefined> {
-  const conversationId = randomUUID();
+  // UUIDv7 (RFC 9562): ids in creation order, so each new conversation's entries land on the last
+  // page of the three indexes keyed by it (conversations, sessions.conversation_id, messages'
+  // (conversation_id, seq)) instead of a random page each, which a commit writes whole to the WAL.
+  // Measured in bench/cell.mjs gap-500: COMMIT 107 against 130 µs, the turn's message insert 44
+  // against 57 µs. Still 74 random bits; session ids Parley mints stay v4.
+  const conversationId = uuidv7();
   await sql`insert into conversations (id, model, created_at, updated_at) values (${conversationId}, ${model}, ${now}, ${now})`.execute(trx);
   const inserted = await sql<{ id: string }>`insert into sessions (id, conversation_id, status, created_at, updated_at, last_active_at) values (${id}, ${conversationId}, 'active', ${now}, ${now}, ${now}) on conflict (id) do nothing returning id`.execute(trx);
   if (inserted.rows.length > 0) return conversationId;

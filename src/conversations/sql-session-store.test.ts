@@ -56,6 +56,13 @@ describe.each(dialects)('SqlSessionStore on $name', ({ open, location }) => {
     expect(second.conversationId).not.toBe(first.conversationId);
   });
 
+  it('gives conversations UUIDs in creation order, so their index entries append instead of landing on random pages', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await store.ensureSession(`order-${i}`, 'llama3.2', at(0))).conversationId);
+    expect(ids.every((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id))).toBe(true);
+    expect([...ids].sort()).toEqual(ids);
+  });
+
   it('round-trips a turn: placeholder, partial save, completion with metrics, tool calls and images', async () => {
     const { assistantMessageId } = await store.beginTurn({
       sessionId: 's1',
