@@ -72,7 +72,7 @@ export const configSchema = z
         idleExpiryMs: ms(7 * 24 * 3_600_000),
         /** How often idle sessions are looked for, in ms. Default 1 minute. */
         sweepIntervalMs: ms(60_000),
-        /** How often a streaming reply's partial text is saved, in ms. Default 1 s. */
+        /** How often a streaming reply's partial text is saved, in ms (at most a tenth later: see partialSaveDelayMs). Default 1 s. */
         partialSaveIntervalMs: ms(1_000),
       })
       .prefault({}),
@@ -221,7 +221,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { path: 'upstream.connections', env: 'PARLEY_UPSTREAM_CONNECTIONS', kind: 'int', unit: 'connections', default: '128', description: 'Keep-alive connections per upstream.' },
   { path: 'sessions.idleExpiryMs', env: 'PARLEY_SESSION_IDLE_EXPIRY_MS', kind: 'int', unit: 'ms', default: '604800000', description: 'A session idle this long is archived (kept, never deleted).' },
   { path: 'sessions.sweepIntervalMs', env: 'PARLEY_SESSION_SWEEP_INTERVAL_MS', kind: 'int', unit: 'ms', default: '60000', description: 'How often idle sessions are looked for.' },
-  { path: 'sessions.partialSaveIntervalMs', env: 'PARLEY_SESSION_PARTIAL_SAVE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often a streaming reply\'s partial text is saved.' },
+  { path: 'sessions.partialSaveIntervalMs', env: 'PARLEY_SESSION_PARTIAL_SAVE_INTERVAL_MS', kind: 'int', unit: 'ms', default: '1000', description: 'How often a streaming reply\'s partial text is saved (at most a tenth later, so that streams due together share one commit).' },
   { path: 'resilience.maxRetries', env: 'PARLEY_RETRY_MAX_RETRIES', kind: 'int', unit: 'retries', default: '2', description: 'Retries of a model request that failed before its first byte reached the client (connection refused/reset, 502/503/504, timeouts; never a 4xx).' },
   { path: 'resilience.retryBaseDelayMs', env: 'PARLEY_RETRY_BASE_DELAY_MS', kind: 'int', unit: 'ms', default: '100', description: 'First retry delay; exponential backoff with jitter.' },
   { path: 'resilience.retryMaxDelayMs', env: 'PARLEY_RETRY_MAX_DELAY_MS', kind: 'int', unit: 'ms', default: '2000', description: 'Largest retry delay.' },
