@@ -58,7 +58,9 @@ async function createSessionRows(trx: Db, id: string, model: string, now: string
   // page of the three indexes keyed by it (conversations, sessions.conversation_id, messages'
   // (conversation_id, seq)) instead of a random page each, which a commit writes whole to the WAL.
   // Measured in bench/cell.mjs gap-500: COMMIT 107 against 130 µs, the turn's message insert 44
-  // against 57 µs. Still 74 random bits; session ids Parley mints stay v4.
+  // against 57 µs. A v7 id carries its creation time and about 73 random bits (42 fresh, plus a
+  // counter seeded at random each millisecond); it is a name, not a credential (access goes by
+  // the session's owner key). Session ids Parley mints stay v4.
   const conversationId = uuidv7();
   await sql`insert into conversations (id, model, created_at, updated_at) values (${conversationId}, ${model}, ${now}, ${now})`.execute(trx);
   const inserted = await sql<{ id: string }>`insert into sessions (id, conversation_id, status, created_at, updated_at, last_active_at) values (${id}, ${conversationId}, 'active', ${now}, ${now}, ${now}) on conflict (id) do nothing returning id`.execute(trx);

@@ -185,9 +185,9 @@ export class TurnRecorder {
  * a multiple of `intervalMs / 10` of the clock (`nowMs`, epoch ms). Streams that are due within
  * the same tenth of the interval are saved in the same turn of the event loop, so their updates
  * share one SQLite group commit instead of one commit each (bench/cell.mjs gap-100: about 1.7
- * partial saves per stream, each its own commit before). A partial save is thus at most
- * 1.1 × `intervalMs` after the previous one, and never earlier than `intervalMs`, so a
- * `stream:false` reply shorter than that is still stored in one transaction.
+ * partial saves per stream, each its own commit before). The wait is thus at least `intervalMs`
+ * and less than `intervalMs` plus a tenth of it (rounded, at least 1 ms), so a `stream:false`
+ * reply shorter than the interval is still stored in one transaction.
  */
 export function partialSaveDelayMs(intervalMs: number, nowMs: number): number {
   const slotMs = Math.max(1, Math.round(intervalMs / 10));
