@@ -148,10 +148,11 @@ interface PendingWrite {
  * the group starts in the check phase of that turn (`setImmediate`), so a lone write waits for
  * nothing but the I/O callbacks already due. A group starts no write after GROUP_BUDGET_MS (2 ms):
  * it commits, and what is left (and what arrived meanwhile) is the next group, one turn of the
- * event loop later, so streams get their chunks in between. Every caller's promise settles after that commit, so what
- * a caller was told is stored is durable, exactly as with one transaction each; but the commit's
- * WAL write, and the pages that several turns touch (the last page of `messages` and of its
- * index, the conversations index), are paid once per group instead of once per turn.
+ * event loop later, so streams get their chunks in between. Every caller's promise settles after
+ * that commit, so what a caller was told is stored is durable, exactly as with one transaction
+ * each; but the commit's WAL write, and the pages that several turns touch (the last page of
+ * `messages` and of its index, the conversations index), are paid once per group instead of once
+ * per turn.
  *
  * Isolation is the same as running the transactions one after another in arrival order: one
  * connection, one `fn` at a time. A `fn` that throws has its savepoint rolled back and its caller
