@@ -14,7 +14,9 @@ const { replyPieces } = /** @type {typeof import('../src/sim/sim-tokens.js')} */
  * @typedef {{ name: string, url: string, wire: 'ollama' | 'openai', headers?: Record<string, string> }} Target
  * @typedef {{ fraction: number, prefix: string, turnsPerSession: number }} SessionPlan
  * @typedef {{ target: Target, stream: boolean, concurrency: number, maxRequests: number, durationMs: number,
- *   replyTokens: number, intervalMs: number, rampMs?: number, sessions?: SessionPlan, keepGaps?: boolean }} RunSpec
+ *   replyTokens: number, intervalMs: number, rampMs?: number, sessions?: SessionPlan, keepGaps?: boolean, readWhole?: boolean }} RunSpec
+ * `readWhole`: a streamed reply is read to its last byte with nothing done per chunk and checked at
+ * the end (no time to first token, no gaps): what receiving the stream costs, without the parsing.
  */
 
 /** @type {Map<string, Pool>} */
@@ -94,11 +96,11 @@ function one(/** @type {Pool} */ pool, /** @type {RunSpec} */ spec, /** @type {n
       }
       res.body.setEncoding('utf8');
       res.body.on('data', (/** @type {string} */ s) => {
-        const now = performance.now();
-        if (!spec.stream) {
+        if (!spec.stream || spec.readWhole) {
           text += s;
           return;
         }
+        const now = performance.now();
         const lines = (tail + s).split('\n');
         tail = lines.pop() ?? '';
         for (const line of lines) {
@@ -128,6 +130,18 @@ function one(/** @type {Pool} */ pool, /** @type {RunSpec} */ spec, /** @type {n
       });
       res.body.once('end', () => {
         const latency = performance.now() - t0;
+        if (spec.stream && spec.readWhole) {
+          /** @type {string[]} */
+          let pieces = [];
+          try {
+            pieces = text.split('\n').filter(Boolean).map((line) => pieceOf(spec.target.wire, line)).filter((p) => p !== undefined);
+          } catch {
+            bad = true;
+          }
+          if (pieces.join('') !== exp.join('')) bad = true;
+          resolve({ ok: true, latency, ttft: latency, tokens: pieces.length, bad, maxGap: 0 });
+          return;
+        }
         if (!spec.stream) {
           try {
             const j = JSON.parse(text);

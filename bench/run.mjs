@@ -361,6 +361,32 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
   }
 }
 
+/**
+ * The simulator's reply at c=1 with the ns-c1 cell's settings, asked with `stream:false` (one
+ * body, as A is in that cell) and with `stream:true` (17 NDJSON chunks, read to the last byte with
+ * nothing done per chunk: loadgen's `readWhole`), interleaved round by round: a session turn asks the upstream to stream even for a
+ * stream:false client, so a reply cut short can be kept (src/chat/prepare-call.ts). The
+ * difference is latency every such implementation adds before it can answer.
+ * @returns {Promise<{ wholeP50: number, streamedP50: number, rounds: number, failed: number }>} p50s in
+ *   ms; `failed`: requests with an error or a wrong reply (0 expected)
+ */
+async function upstreamStreamCost() {
+  await simOptions(CELLS[0].sim);
+  /** @type {{ whole: number[], streamed: number[] }} */
+  const lat = { whole: [], streamed: [] };
+  let failed = 0;
+  for (let round = -1; round < P.rounds; round++) {
+    for (const stream of [false, true]) {
+      const spec = { target: byKey.A.spec, stream, readWhole: true, concurrency: 1, maxRequests: P.nsC1.n, durationMs: 500, replyTokens: P.replyTokens, intervalMs: 0 };
+      const r = /** @type {any} */ (await call(loadgen, { op: 'run', spec }, 60_000));
+      if (round >= 0) lat[stream ? 'streamed' : 'whole'].push(...r.latencies);
+      failed += r.errors + r.bad;
+    }
+  }
+  const p50 = (/** @type {number[]} */ xs) => pct(Float64Array.from(xs).sort(), 0.5);
+  return { wholeP50: p50(lat.whole), streamedP50: p50(lat.streamed), rounds: P.rounds, failed };
+}
+
 // ---------------------------------------------------------------- floors (full run)
 // Measured on the target core after every cell, when nothing else runs: what the targets above
 // cannot go below on this machine (bench/sqlite-floor.mjs, stream-heap-floor.mjs, rss-floor.mjs).
@@ -374,6 +400,7 @@ if (!quick) {
     sqliteTurnCpuUs: floorRun('bench/sqlite-floor.mjs'),
     streamHeapKB: floorRun('bench/stream-heap-floor.mjs', ['--expose-gc']),
     rssMB: floorRun('bench/rss-floor.mjs'),
+    upstreamStreamMs: await upstreamStreamCost(),
   };
   log(`floors: ${JSON.stringify(results.floors)}`);
 }
