@@ -7,6 +7,8 @@
  *
  *   npm run build && node bench/relay-loop.mjs [streams=400] [tokens=250]
  */
+import { Readable } from 'node:stream';
+
 const dist = new URL('../dist/', import.meta.url).href;
 /** @type {typeof import('../src/chat/session-relay.js')} */
 const { relaySessionStream } = await import(`${dist}chat/session-relay.js`);
@@ -23,8 +25,8 @@ const at = new Date().toISOString();
 const lines = Array.from({ length: TOKENS }, (_, i) => Buffer.from(JSON.stringify({ model: 'llama3.2', created_at: at, message: { role: 'assistant', content: ` word${i}` }, done: false }) + '\n'));
 lines.push(Buffer.from(JSON.stringify({ model: 'llama3.2', created_at: at, message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', total_duration: 1, load_duration: 1, prompt_eval_count: 5, prompt_eval_duration: 1, eval_count: TOKENS, eval_duration: 1 }) + '\n'));
 
-/** An undici response whose body yields one line per read. */
-const upstream = () => /** @type {any} */ ({ statusCode: 200, headers: { 'content-type': 'application/x-ndjson' }, body: (async function* () { for (const l of lines) { yield l; await null; } })() });
+/** An undici response whose body (a Readable, as undici's) gives one line per read. */
+const upstream = () => /** @type {any} */ ({ statusCode: 200, headers: { 'content-type': 'application/x-ndjson' }, body: Readable.from((async function* () { for (const l of lines) { yield l; await null; } })(), { objectMode: false }) });
 const done = Promise.resolve();
 /** A client that takes every write at once. */
 const client = () => /** @type {any} */ ({ started: false, gone: false, cutOff: false, start() { this.started = true; }, limit() {}, write: () => done, end() {}, sendWhole() {}, fail() {} });
@@ -39,6 +41,7 @@ const loops = {
   bare: async () => {
     for await (const b of upstream().body) void b;
   },
+  'bare-data': () => new Promise((resolve) => upstream().body.on('data', (/** @type {Buffer} */ b) => void b).on('end', resolve)),
   raw: async () => {
     const meter = new UsageMeter();
     await relayRaw(upstream(), client(), 'http://upstream', (b) => meter.push(b));

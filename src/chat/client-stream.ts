@@ -13,8 +13,8 @@ export interface ClientStreamLimits {
 
 export const NDJSON = 'application/x-ndjson';
 
-/** What `write` returns when there is nothing to wait for. */
-const WRITTEN: Promise<void> = Promise.resolve();
+/** What `HttpClientStream.write` returns when there is nothing to wait for (callers may skip awaiting it). */
+export const WRITTEN: Promise<void> = Promise.resolve();
 const noop = (): void => undefined;
 export const JSON_UTF8 = 'application/json; charset=utf-8';
 

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { ParleyError, isParleyError } from '../errors/parley-error.js';
-import type { ClientStream } from './client-stream.js';
+import { WRITTEN, type ClientStream } from './client-stream.js';
+import { readChunks } from './upstream-body.js';
 
 /** Response headers worth passing from an upstream to the client (hop-by-hop ones are dropped). */
 export function passHeaders(res: Dispatcher.ResponseData, withLength: boolean): Record<string, string> {
@@ -33,15 +34,16 @@ export async function relayRaw(upstream: Dispatcher.ResponseData, client: Client
   let first = true;
   let lastByte = 10;
   try {
-    for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+    await readChunks(upstream.body, (chunk) => {
       if (first) {
         client.start(upstream.statusCode, passHeaders(upstream, true));
         first = false;
       }
       lastByte = chunk[chunk.length - 1] ?? lastByte;
       tap?.(chunk);
-      await client.write(chunk, writeOpts);
-    }
+      const written = client.write(chunk, writeOpts);
+      return written === WRITTEN ? undefined : written;
+    });
   } catch (e) {
     if (client.gone || isParleyError(e)) throw e;
     throw midStreamError(e, upstreamUrl);

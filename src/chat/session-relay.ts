@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { ParleyError } from '../errors/parley-error.js';
 import { metricsFromChunk, type TurnRecorder } from '../conversations/turn-recorder.js';
-import { JSON_UTF8, NDJSON, type ClientStream } from './client-stream.js';
+import { JSON_UTF8, NDJSON, WRITTEN, type ClientStream } from './client-stream.js';
+import { readChunks, STOP_READING } from './upstream-body.js';
 import { NdjsonLines } from './ndjson-lines.js';
 import { parseChatChunk } from './chat-chunk.js';
 import { midStreamError } from './raw-relay.js';
@@ -101,17 +102,30 @@ export async function relaySessionStream(upstream: Dispatcher.ResponseData, clie
     return undefined;
   };
 
-  try {
-    for await (const buf of upstream.body as AsyncIterable<Buffer>) {
-      opts.tap?.(buf);
-      for (const line of lines.push(buf)) {
-        if (ended) break;
-        const pending = handle(line);
-        if (pending !== undefined) await pending;
-      }
-      await flush();
-      if (ended) break;
+  // The lines of a chunk after one that waits (the first, the last, an error line), then the flush.
+  const finishChunk = async (chunkLines: string[], from: number, pending: Promise<void>): Promise<typeof STOP_READING | undefined> => {
+    await pending;
+    for (let i = from; i < chunkLines.length && !ended; i++) {
+      const next = handle(chunkLines[i]!);
+      if (next !== undefined) await next;
     }
+    await flush();
+    return ended ? STOP_READING : undefined;
+  };
+
+  try {
+    // A chunk of mid-reply tokens is handled without a promise; its lines go out in one write.
+    await readChunks(upstream.body, (buf) => {
+      opts.tap?.(buf);
+      const chunkLines = lines.push(buf);
+      for (let i = 0; i < chunkLines.length && !ended; i++) {
+        const pending = handle(chunkLines[i]!);
+        if (pending !== undefined) return finishChunk(chunkLines, i + 1, pending);
+      }
+      const written = flush();
+      if (written !== undefined && written !== WRITTEN) return written.then(() => (ended ? STOP_READING : undefined));
+      return ended ? STOP_READING : undefined;
+    });
     const tail = lines.flush();
     if (tail && !ended) await handle(tail);
     await flush();
