@@ -40,9 +40,11 @@ describe('readChunks', () => {
     expect(events.at(-1)).toBe('released');
   });
 
-  it('stops at STOP_READING, sync or from the promise, and destroys the rest of the body', async () => {
+  it('stops at STOP_READING, sync or from the promise: the rest of the body is read to its end and dropped', async () => {
     for (const stopAsync of [false, true]) {
-      const b = body(['a', 'b', 'c']);
+      const b = body(['a', 'b', 'c', 'd']);
+      // 'end' comes before 'close' when the body is read to its end; a destroyed body only closes.
+      const outcome = new Promise((resolve) => (b.once('end', () => resolve('ended')), b.once('close', () => resolve('closed without its end'))));
       const seen: string[] = [];
       await readChunks(b, (chunk) => {
         seen.push(chunk.toString());
@@ -50,8 +52,17 @@ describe('readChunks', () => {
         return stopAsync ? Promise.resolve(STOP_READING) : STOP_READING;
       });
       expect(seen).toEqual(['a', 'b']);
-      expect(b.destroyed).toBe(true);
+      expect(await outcome).toBe('ended');
     }
+  });
+
+  it('cuts off a body that sends more than 64 KiB after STOP_READING', async () => {
+    const b = body(['done', 'x'.repeat(40_000), 'x'.repeat(40_000), 'never read']);
+    const closed = new Promise((resolve) => b.once('close', resolve));
+    await readChunks(b, () => STOP_READING);
+    await closed;
+    expect(b.destroyed).toBe(true);
+    expect(b.readableEnded).toBe(false);
   });
 
   it("rejects with the body's error", async () => {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 
-/** Returned by a chunk handler: the rest of the body is not wanted (as `break` in `for await`). */
+/** Returned by a chunk handler: the rest of the body is not wanted (its bytes are dropped). */
 export const STOP_READING = Symbol('stop reading');
 
 /**
@@ -12,14 +12,32 @@ export type ChunkStep = undefined | typeof STOP_READING | Promise<undefined | ty
 
 const ignore = (): void => undefined;
 
+/** Bytes read and dropped after STOP_READING before the body is destroyed instead. */
+const DISCARD_MAX_BYTES = 64 * 1024;
+
+/**
+ * After STOP_READING: what is left of the body (an Ollama stream has nothing after its last
+ * line but the end of the response) is read and dropped, so the connection goes back to undici's
+ * pool, where destroying the body made undici build a RequestAbortedError and abort the request.
+ * An upstream that sends more than DISCARD_MAX_BYTES after that is cut off (body destroyed).
+ */
+function discardRest(body: Readable): void {
+  let discardedBytes = 0;
+  body.on('data', (chunk: Buffer) => {
+    discardedBytes += chunk.length;
+    if (discardedBytes > DISCARD_MAX_BYTES) body.destroy();
+  });
+  body.resume();
+}
+
 /**
  * Reads an upstream response body chunk by chunk, in flowing mode: `onChunk` runs as each chunk
  * arrives ('data'), with no promise and no async-iterator step per chunk. `for await` over the
  * body cost a generator step, a promise and a `read()` per chunk, most of the relay's allocation
  * at 50 tokens/s (one read per token); this reads the same chunks in the same order.
  *
- * Resolves once the body ended and the last step settled, or at STOP_READING (the body is then
- * destroyed, as `break` in `for await` does: undici aborts what is left of the response).
+ * Resolves once the body ended and the last step settled, or at STOP_READING (what is left of
+ * the body is then read and dropped, see discardRest).
  * Rejects with the body's error (connection lost, undici's body timeout, the request's abort
  * signal) or with what `onChunk` threw or its promise rejected with; the body is destroyed then too.
  */
@@ -37,7 +55,8 @@ export function readChunks(body: Readable, onChunk: (chunk: Buffer) => ChunkStep
       if (!ended) {
         // Destroying a body that did not end makes undici emit RequestAbortedError: expected here.
         body.on('error', ignore);
-        body.destroy();
+        if (error === undefined) discardRest(body);
+        else body.destroy();
       }
       if (error === undefined) resolve();
       else reject(error);
