@@ -363,10 +363,10 @@ function summarizeCell(/** @type {Cell} */ cell, /** @type {Record<string, any>}
 
 /**
  * The simulator's reply at c=1 with the ns-c1 cell's settings, asked with `stream:false` (one
- * body, as A is in that cell) and with `stream:true` (17 NDJSON chunks, read to the last byte with
- * nothing done per chunk: loadgen's `readWhole`), interleaved round by round: a session turn asks the upstream to stream even for a
- * stream:false client, so a reply cut short can be kept (src/chat/prepare-call.ts). The
- * difference is latency every such implementation adds before it can answer.
+ * body, as A is in that cell) and with `stream:true` (17 NDJSON chunks, read to the last byte
+ * with nothing done per chunk: loadgen's `readWhole`), interleaved round by round. A session turn
+ * asks the upstream to stream even for a stream:false client, so a reply cut short can be kept
+ * (src/chat/prepare-call.ts): the difference is latency every such implementation adds.
  * @returns {Promise<{ wholeP50: number, streamedP50: number, rounds: number, failed: number }>} p50s in
  *   ms; `failed`: requests with an error or a wrong reply (0 expected)
  */

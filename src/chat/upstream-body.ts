@@ -33,8 +33,8 @@ function discardRest(body: Readable): void {
 /**
  * Reads an upstream response body chunk by chunk, in flowing mode: `onChunk` runs as each chunk
  * arrives ('data'), with no promise and no async-iterator step per chunk. `for await` over the
- * body cost a generator step, a promise and a `read()` per chunk, most of the relay's allocation
- * at 50 tokens/s (one read per token); this reads the same chunks in the same order.
+ * body cost a generator step, a promise and a `read()` per chunk: about a fifth of the bytes
+ * Parley allocated with 500 streams at 50 tokens/s (one read per token). Same chunks, same order.
  *
  * Resolves once the body ended and the last step settled, or at STOP_READING (what is left of
  * the body is then read and dropped, see discardRest).
@@ -53,7 +53,8 @@ export function readChunks(body: Readable, onChunk: (chunk: Buffer) => ChunkStep
       body.off('end', onEnd);
       body.off('error', onError);
       if (!ended) {
-        // Destroying a body that did not end makes undici emit RequestAbortedError: expected here.
+        // Nobody reads its errors any more: undici's RequestAbortedError when it is destroyed, or
+        // a connection error while the rest is dropped.
         body.on('error', ignore);
         if (error === undefined) discardRest(body);
         else body.destroy();
