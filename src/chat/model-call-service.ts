@@ -19,6 +19,15 @@ import { relaySessionStream } from './session-relay.js';
 
 export type { ModelCall, ModelCallDeps, ModelEndpoint, PipelineCache, PipelineLimits } from './model-call-types.js';
 
+/** A reply whose status line came (200), with the slot it holds; its body is not read yet. */
+interface OpenedReply {
+  entry: UpstreamEntry;
+  lease: Lease;
+  upstream: Dispatcher.ResponseData;
+  /** The attempt that opened it (0 = first), for logs. */
+  attempt: number;
+}
+
 /** Per-call state shared by the attempts: whether an upstream's reply started, and usage accounting. */
 interface CallState {
   committed: boolean;
@@ -32,7 +41,8 @@ const NO_RETRY = new RequestRetry({ maxRetries: 0, baseDelayMs: 1, maxDelayMs: 1
  * The one request pipeline for model calls: admit (memory guardian) → build the prompt (session
  * history + new messages, within the session caps) → [answer an identical deterministic request
  * from the cache] → pick an upstream that serves the model and whose breaker admits it → lease a
- * slot → call it through its breaker → relay the stream → persist the turn.
+ * slot → send the request through its breaker, up to the upstream's status line → relay the
+ * body (a fault mid-body is then reported to the breaker) → persist the turn.
  *
  * Resilience (issue 5): a failure before anything of the reply was relayed (connection refused or
  * reset, connect / first-byte timeout, 502/503/504, an open breaker) is retried with backoff on
@@ -85,11 +95,13 @@ export class ModelCallService {
       }
       const tried = new Set<UpstreamEntry>();
       const p = prep;
-      await (this.deps.retry ?? NO_RETRY).execute(
+      // Retries and the breaker cover getting a reply (lease, connect, status line); the reply's
+      // body is relayed after them, so a stream holds none of their state while it runs.
+      const opened = await (this.deps.retry ?? NO_RETRY).execute(
         async (attempt) => {
           const entry = this.deps.pool.pickForCall(call.model, tried);
           tried.add(entry);
-          await this.attemptOn(entry, attempt, call, p, client, signal, state, log);
+          return this.openOn(entry, attempt, call, p, client, signal, state, log);
         },
         {
           signal,
@@ -102,6 +114,7 @@ export class ModelCallService {
           },
         },
       );
+      if (opened) await this.relayReply(opened, call, p, client, signal, state, log);
     } catch (e) {
       if (signal.aborted || client.gone) {
         outcome = client.cutOff ? 'client_too_slow' : 'client_gone';
@@ -147,8 +160,14 @@ export class ModelCallService {
     return this.inFlight;
   }
 
-  /** One attempt on one upstream: lease a slot, then call it through its breaker. */
-  private async attemptOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: CallState, log: Logger): Promise<void> {
+  /**
+   * One attempt on one upstream: lease a slot, then send the request through its breaker and wait
+   * for the status line. Resolves with the leased, opened reply (status 200; the caller relays it
+   * and releases the lease), or undefined when the upstream refused the request and its answer was
+   * relayed as it came (a 404, a model that cannot load).
+   * @throws the attempt's failure (retryable ones are retried by the caller), after recording it
+   */
+  private async openOn(entry: UpstreamEntry, attempt: number, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: CallState, log: Logger): Promise<OpenedReply | undefined> {
     const streaming = call.clientStream && (call.endpoint === 'chat' || call.endpoint === 'generate');
     const feedback = attempt === 0 && streaming && call.queueUpdates ? new QueueFeedback(client, call, this.deps.positionUpdateIntervalMs) : undefined;
     let lease: Lease | undefined;
@@ -163,23 +182,41 @@ export class ModelCallService {
       });
       feedback?.stop();
       if (lease.waitedMs > 0) log.debug({ waitedMs: lease.waitedMs, upstream: entry.node.url }, 'request.granted');
-      await entry.breaker.execute(() => this.callUpstream(call, prep, entry, client, signal, state));
-      this.deps.pool.recordCall(entry, null);
+      const upstream = await entry.breaker.execute(() => this.openUpstream(call, prep, entry, client, signal));
+      if (upstream === undefined) {
+        this.deps.pool.recordCall(entry, null);
+        return undefined;
+      }
+      // From here on the reply is this upstream's: nothing is retried any more.
+      state.committed = true;
+      const opened: OpenedReply = { entry, lease, upstream, attempt };
+      lease = undefined;
+      return opened;
     } catch (e) {
       feedback?.stop();
-      if (!signal.aborted && !client.gone && isParleyError(e) && e.code.startsWith('PARLEY_ERR_UPSTREAM_') && e.code !== 'PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN') {
-        this.deps.pool.recordCall(entry, isUpstreamStatusFailure(e) ? `status_${e.upstreamStatus}` : e.code);
-        const kind = timeoutKind(e);
-        if (kind) this.deps.metrics?.upstreamTimeouts.inc({ upstream: entry.node.url, kind });
-        log.warn({ code: e.code, upstream: entry.node.url, attempt, committed: state.committed }, 'upstream.call_failed');
-      }
+      this.noteUpstreamFailure(entry, e, attempt, client, signal, state, log);
       throw e;
     } finally {
       lease?.release();
     }
   }
 
-  private async callUpstream(call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal, state: CallState): Promise<void> {
+  /** Records an upstream's failure (health, timeout metrics, a log line); client aborts and an open breaker are not its failures. */
+  private noteUpstreamFailure(entry: UpstreamEntry, e: unknown, attempt: number, client: ClientStream, signal: AbortSignal, state: CallState, log: Logger): void {
+    if (signal.aborted || client.gone || !isParleyError(e) || !e.code.startsWith('PARLEY_ERR_UPSTREAM_') || e.code === 'PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN') return;
+    this.deps.pool.recordCall(entry, isUpstreamStatusFailure(e) ? `status_${e.upstreamStatus}` : e.code);
+    const kind = timeoutKind(e);
+    if (kind) this.deps.metrics?.upstreamTimeouts.inc({ upstream: entry.node.url, kind });
+    log.warn({ code: e.code, upstream: entry.node.url, attempt, committed: state.committed }, 'upstream.call_failed');
+  }
+
+  /**
+   * Sends the request and waits for the upstream's status line. Resolves with a 200 reply, or
+   * undefined once a non-retryable refusal was relayed to the client.
+   * @throws UpstreamStatusFailure for a retryable status (502/503/504) while nothing reached the client;
+   *   the upstream node's connect / first-byte / connection errors (ParleyError PARLEY_ERR_UPSTREAM_*)
+   */
+  private async openUpstream(call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, signal: AbortSignal): Promise<Dispatcher.ResponseData | undefined> {
     const upstream = await entry.node.request({
       method: 'POST',
       path: `/api/${call.endpoint}`,
@@ -187,16 +224,36 @@ export class ModelCallService {
       body: prep.json,
       signal,
     });
-    if (upstream.statusCode !== 200) {
-      if (!client.started && isRetryableStatus(upstream.statusCode)) {
-        const bytes = Buffer.from(await upstream.body.arrayBuffer());
-        throw new UpstreamStatusFailure(upstream.statusCode, passHeaders(upstream, false), bytes, parseRetryAfterMs(upstream.headers['retry-after']), entry.node.url);
-      }
-      await this.relayFailure(upstream, client);
-      return;
+    if (upstream.statusCode === 200) return upstream;
+    if (!client.started && isRetryableStatus(upstream.statusCode)) {
+      const bytes = Buffer.from(await upstream.body.arrayBuffer());
+      throw new UpstreamStatusFailure(upstream.statusCode, passHeaders(upstream, false), bytes, parseRetryAfterMs(upstream.headers['retry-after']), entry.node.url);
     }
-    // From here on the reply is this upstream's: nothing is retried any more.
-    state.committed = true;
+    await this.relayFailure(upstream, client);
+    return undefined;
+  }
+
+  /**
+   * Relays an opened reply to the client (and into the session, the cache, the usage meter), then
+   * releases its lease. The breaker learns how the reply ended: whole, or broken mid-body (a fault).
+   * @throws the relay's failure (PARLEY_ERR_UPSTREAM_STREAM_BROKEN, …_IDLE_TIMEOUT, a client cut off)
+   */
+  private async relayReply(opened: OpenedReply, call: ModelCall, prep: PreparedCall, client: ClientStream, signal: AbortSignal, state: CallState, log: Logger): Promise<void> {
+    const { entry, upstream } = opened;
+    try {
+      await this.relayBody(upstream, call, prep, entry, client, state);
+      entry.breaker.recordSuccess();
+      this.deps.pool.recordCall(entry, null);
+    } catch (e) {
+      if (!signal.aborted && !client.gone) await entry.breaker.recordFault(e);
+      this.noteUpstreamFailure(entry, e, opened.attempt, client, signal, state, log);
+      throw e;
+    } finally {
+      opened.lease.release();
+    }
+  }
+
+  private async relayBody(upstream: Dispatcher.ResponseData, call: ModelCall, prep: PreparedCall, entry: UpstreamEntry, client: ClientStream, state: CallState): Promise<void> {
     const capture = prep.key && (call.endpoint === 'chat' || call.endpoint === 'generate') ? new ReplyCapture(call.endpoint, 1024 * 1024) : undefined;
     const meter = state.meter;
     const tap = capture || meter ? (b: Buffer) => (capture?.push(b), meter?.push(b)) : undefined;

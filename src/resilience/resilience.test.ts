@@ -114,6 +114,23 @@ describe('UpstreamBreaker', () => {
     expect(b.snapshot()).toMatchObject({ state: 'open', last_failure: 'PARLEY_ERR_UPSTREAM_UNAVAILABLE' });
   });
 
+  it('counts a fault reported after the call (a reply broken mid-body), and only an upstream fault; a whole reply resets the count', async () => {
+    const b = new UpstreamBreaker({ url: 'http://u', threshold: 2, halfOpenAfterMs: 1000 });
+    const broken = new ParleyError('PARLEY_ERR_UPSTREAM_STREAM_BROKEN', 'lost mid-reply');
+    await b.recordFault(new ParleyError('PARLEY_ERR_STREAM_CLIENT_TOO_SLOW', 'client cut off'));
+    await b.recordFault(broken);
+    expect(b.snapshot().consecutive_failures).toBe(1);
+    // A status line alone does not show the upstream healthy; a reply relayed whole does.
+    await b.execute(async () => 'status line');
+    expect(b.snapshot().consecutive_failures).toBe(1);
+    b.recordSuccess();
+    expect(b.snapshot().consecutive_failures).toBe(0);
+    await b.recordFault(broken);
+    await b.recordFault(broken);
+    expect(b.state).toBe('open');
+    expect(b.snapshot().last_failure).toBe('PARLEY_ERR_UPSTREAM_STREAM_BROKEN');
+  });
+
   it('is not opened by one model failing (404, 500 cannot load)', async () => {
     const b = new UpstreamBreaker({ url: 'http://u', threshold: 2, halfOpenAfterMs: 10 });
     for (let i = 0; i < 5; i++) {

@@ -27,20 +27,41 @@ export interface BreakerSnapshot {
 }
 
 /**
- * One upstream's circuit breaker, over cockatiel's CircuitBreakerPolicy with a ConsecutiveBreaker:
- * opens after `threshold` consecutive upstream faults (see `countsAgainstUpstream`: a 404, a model
- * that cannot load, a client abort never count, and do not reset the count either), rejects at
- * once while open (PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN), and after `halfOpenAfterMs` lets exactly one
- * probe through: its success closes the breaker, its failure opens it again.
+ * cockatiel's ConsecutiveBreaker, except that a call's success does not reset the count while the
+ * circuit is closed: the pipeline's call ends at the upstream's status line, and only a reply
+ * relayed whole (`completed`) shows the upstream healthy. A half-open probe's success still resets.
+ */
+class ReplyConsecutiveBreaker extends ConsecutiveBreaker {
+  override success(state?: CircuitState): void {
+    if (state !== CircuitState.Closed) super.success();
+  }
+
+  /** A reply was relayed whole: the consecutive faults start again from 0. */
+  completed(): void {
+    super.success();
+  }
+}
+
+/**
+ * One upstream's circuit breaker, over cockatiel's CircuitBreakerPolicy: opens after `threshold`
+ * consecutive upstream faults (see `countsAgainstUpstream`: a 404, a model that cannot load, a
+ * client abort never count, and do not reset the count either), rejects at once while open
+ * (PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN), and after `halfOpenAfterMs` lets exactly one probe through:
+ * its success closes the breaker, its failure opens it again.
+ *
+ * A call has two parts. `execute` runs the request up to the upstream's status line (a fault there
+ * counts; a half-open probe is decided there). The body is relayed after it, so the pipeline then
+ * reports how the reply ended: `recordSuccess` (relayed whole: the count starts again from 0) or
+ * `recordFault` (broken mid-body: counted).
  */
 export class UpstreamBreaker {
   private readonly policy: CircuitBreakerPolicy;
-  private readonly counter: ConsecutiveBreaker;
+  private readonly counter: ReplyConsecutiveBreaker;
   private openedAt: number | undefined;
   private lastFailureCode: string | null = null;
 
   constructor(private readonly opts: UpstreamBreakerOptions) {
-    this.counter = new ConsecutiveBreaker(opts.threshold);
+    this.counter = new ReplyConsecutiveBreaker(opts.threshold);
     this.policy = circuitBreaker(handleWhen(countsAgainstUpstream), { halfOpenAfter: opts.halfOpenAfterMs, breaker: this.counter });
     this.policy.onBreak((reason) => {
       this.openedAt = Date.now();
@@ -86,6 +107,26 @@ export class UpstreamBreaker {
     } catch (e) {
       if (e instanceof BrokenCircuitError) throw this.openError(e);
       throw e;
+    }
+  }
+
+  /** A reply opened through `execute` was relayed whole: the consecutive faults start again from 0. */
+  recordSuccess(): void {
+    this.counter.completed();
+  }
+
+  /**
+   * A reply opened through `execute` broke mid-body. Counted like a fault thrown inside `execute`
+   * (so it can open the breaker) while closed; ignored while open (already counted) or half-open
+   * (the probe decides). Errors that are not upstream faults (`countsAgainstUpstream`) are ignored.
+   */
+  async recordFault(error: unknown): Promise<void> {
+    if (this.policy.state !== CircuitState.Closed || !countsAgainstUpstream(error)) return;
+    try {
+      // cockatiel 3 has no call to record an outcome; a call that fails with the fault counts it.
+      await this.policy.execute(() => Promise.reject(error));
+    } catch (e) {
+      if (e !== error) throw e;
     }
   }
 

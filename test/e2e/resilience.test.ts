@@ -117,6 +117,21 @@ describe('circuit breaker', () => {
     expect(JSON.parse((await raw(p.url, '/api/health')).text).upstreams[0].breaker.state).toBe('closed');
   });
 
+  it('counts replies that break mid-stream: consecutive resets open it, a whole reply in between resets the count', async () => {
+    const p = await start({ sim: { replyTokens: 6, faults: { resetAfterTokens: 2 } }, config: { resilience: { maxRetries: 0, breakerThreshold: 2, breakerHalfOpenAfterMs: 60_000 } } });
+    const breaker = async () => JSON.parse((await raw(p.url, '/api/health')).text).upstreams[0].breaker;
+    expect(ndjson((await raw(p.url, '/api/chat', { body: hi })).text).at(-1)!.error).toMatch(/lost mid-reply/);
+    expect(await breaker()).toMatchObject({ state: 'closed', consecutive_failures: 1 });
+    p.sim.setFaults({});
+    expect(ndjson((await raw(p.url, '/api/chat', { body: hi })).text).at(-1)).toMatchObject({ done: true });
+    expect(await breaker()).toMatchObject({ state: 'closed', consecutive_failures: 0 });
+    p.sim.setFaults({ resetAfterTokens: 2 });
+    for (let i = 0; i < 2; i++) await raw(p.url, '/api/chat', { body: hi });
+    expect(await breaker()).toMatchObject({ state: 'open', last_failure: 'PARLEY_ERR_UPSTREAM_STREAM_BROKEN' });
+    expect((await raw(p.url, '/api/chat', { body: hi })).status).toBe(503);
+    expect(chats(p.sim)).toHaveLength(4);
+  });
+
   it('is not opened by one model failing (404 model not found, 500 cannot load)', async () => {
     const p = await start({ sim: { faults: { statusCode: 500 } }, config: { resilience: { maxRetries: 0, breakerThreshold: 2 } } });
     for (let i = 0; i < 4; i++) expect((await raw(p.url, '/api/chat', { body: hi })).status).toBe(500);
