@@ -96,7 +96,9 @@ export class UpstreamBreaker {
   }
 
   /**
-   * Runs `fn` through the breaker. Faults it throws are counted; other errors pass untouched.
+   * Runs `fn` through the breaker. Faults it throws are counted; other errors pass untouched. Its
+   * success closes a half-open breaker, but while closed it does not reset the count of
+   * consecutive faults: `recordSuccess` does, once the reply was relayed whole.
    * @throws ParleyError PARLEY_ERR_UPSTREAM_CIRCUIT_OPEN at once while open (or while a probe runs)
    */
   async execute<T>(fn: () => Promise<T>): Promise<T> {
